@@ -1,0 +1,102 @@
+"""The pool's exception hierarchy.
+
+Everything the indexing and service layers raise on purpose derives from ``PoolError``. The HTTP
+layer maps these to status codes in one handler and the CLI maps them to exit codes; nothing
+below those edges knows about either. Messages are written for the person who will read them:
+they name the file, the limit or the setting involved, and never include document text or keys.
+"""
+
+from __future__ import annotations
+
+
+class PoolError(Exception):
+    """Base class for every error the pool raises deliberately."""
+
+    #: Short machine-readable kind, used as ``error.type`` in HTTP responses.
+    kind: str = "pool_error"
+
+
+class InvalidInput(PoolError):
+    """The caller gave something malformed (bad manifest row, bad option value)."""
+
+    kind = "invalid_request"
+
+
+class UnsupportedFormat(PoolError):
+    """The file's type is not one the pool can extract text from."""
+
+    kind = "unsupported_format"
+
+
+class CorruptFile(PoolError):
+    """The file claims a supported format but cannot be parsed."""
+
+    kind = "corrupt_file"
+
+
+class FileTooLarge(PoolError):
+    """A size, page or decompression limit was exceeded."""
+
+    kind = "file_too_large"
+
+
+class EmptyDocument(PoolError):
+    """The file has no bytes, or no text at all where text is required."""
+
+    kind = "empty_document"
+
+
+class DocumentNotFound(PoolError):
+    """No document with that id (or file id) is in the pool."""
+
+    kind = "not_found"
+
+
+class IndexParamsMismatch(PoolError):
+    """The pool was indexed with analyzer/BM25 parameters other than the configured ones."""
+
+    kind = "index_params_mismatch"
+
+
+class ConfigurationError(PoolError):
+    """Settings are missing, contradictory or unsafe."""
+
+    kind = "configuration_error"
+
+
+class UpstreamError(PoolError):
+    """The Files or Messages backend failed."""
+
+    kind = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The backend is overloaded, rate limiting or unreachable, even after retries."""
+
+    kind = "upstream_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    """The backend did not answer in time."""
+
+    kind = "upstream_timeout"
+
+
+class UpstreamAuthError(UpstreamError):
+    """The backend refused the server's credentials (misconfigured key)."""
+
+    kind = "upstream_auth"
+
+
+class RemoteFileMissing(UpstreamError):
+    """The backend no longer has a file the pool refers to."""
+
+    kind = "remote_file_missing"
+
+    def __init__(self, message: str, *, file_id: str) -> None:
+        super().__init__(message)
+        self.file_id = file_id
