@@ -1,0 +1,480 @@
+"""The SQL store: SQLite in the data dir by default, PostgreSQL when a URL says so.
+
+Every write that changes what routing sees goes through one function here, commits in one
+transaction, and appends to the ``changes`` log, which live indexes (in this process or another)
+apply in order. Writes are keyword-only functions shared by the HTTP API, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, delete, event, func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, col, create_engine, select
+
+from indexing.errors import ConfigurationError, DocumentNotFound, InvalidInput
+from indexing.index import IndexEntry
+from indexing.models import (
+    Change,
+    Content,
+    Document,
+    PoolMeta,
+    RetiredFile,
+    Summary,
+    UploadIntent,
+    utcnow,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def new_document_id() -> str:
+    return "doc_" + secrets.token_hex(10)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign-thread use."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=NullPool
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (creating it in an empty database)."""
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """Everything ``commit_version`` writes for one uploaded version of a document."""
+
+    source: str
+    title: str
+    filename: str
+    format: str
+    mime_type: str
+    content_hash: str
+    file_id: str
+    size_bytes: int
+    token_estimate: int
+    page_count: int | None
+    warnings: list[str]
+    tags: list[str]
+    groups: list[str]
+    attributes: dict[str, Any]
+    terms: dict[str, int]
+    length: int
+    original: bytes
+    text: str
+    page_spans: list[list[int]] | None
+
+
+@dataclass(frozen=True)
+class Committed:
+    document: Document
+    created: bool
+    replaced_file_id: str | None
+
+
+class Store:
+    """Owns the engine; every method opens and commits its own short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # SQLite allows one writer; serialising here avoids "database is locked" under threads.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    def open(cls, url: str, *, upgrade: bool = True) -> Store:
+        engine = make_engine(url)
+        if upgrade:
+            migrate(engine)
+        elif not schema_is_current(engine):
+            raise ConfigurationError(
+                "the pool's database schema is not at the current version; run `kpool migrate`"
+            )
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session whose work commits atomically (and alone, on SQLite)."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # ------------------------------------------------------------------------------ metadata
+
+    def get_meta(self, key: str) -> dict[str, Any] | None:
+        with self.session() as session:
+            row = session.get(PoolMeta, key)
+            return None if row is None else dict(row.value)
+
+    def set_meta(self, key: str, value: dict[str, Any]) -> None:
+        with self.writing() as session:
+            row = session.get(PoolMeta, key)
+            if row is None:
+                session.add(PoolMeta(key=key, value=value))
+            else:
+                row.value = value
+                session.add(row)
+
+    # ----------------------------------------------------------------------------- documents
+
+    def get_document(self, document_id: str) -> Document:
+        with self.session() as session:
+            doc = session.get(Document, document_id)
+            if doc is None:
+                raise DocumentNotFound(f"no document with id {document_id!r}")
+            return doc
+
+    def find_document(
+        self, *, source: str | None = None, file_id: str | None = None
+    ) -> Document | None:
+        query = select(Document)
+        if source is not None:
+            query = query.where(Document.source == source)
+        if file_id is not None:
+            query = query.where(Document.file_id == file_id)
+        with self.session() as session:
+            return session.exec(query).first()
+
+    def find_by_hash(self, content_hash: str) -> Document | None:
+        with self.session() as session:
+            query = select(Document).where(Document.content_hash == content_hash)
+            return session.exec(query.order_by(col(Document.created_at))).first()
+
+    def count_documents(self) -> int:
+        with self.session() as session:
+            return int(session.exec(select(func.count()).select_from(Document)).one())
+
+    def list_documents(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+        source_prefix: str | None = None,
+    ) -> tuple[list[Document], str | None]:
+        """A page of documents ordered by id, and the cursor of the next page (or None)."""
+        query = select(Document).order_by(col(Document.id)).limit(limit + 1)
+        if cursor:
+            query = query.where(col(Document.id) > decode_cursor(cursor))
+        if source_prefix:
+            query = query.where(col(Document.source).startswith(source_prefix, autoescape=True))
+        with self.session() as session:
+            rows = list(session.exec(query))
+        if tag is not None:
+            # Tags are a JSON list; filtering in Python keeps one query for SQLite and PostgreSQL.
+            rows = [d for d in rows if tag in d.tags]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (encode_cursor(rows[-1].id) if more and rows else None)
+
+    def all_sources(self) -> list[tuple[str, str]]:
+        """(source, document id) for every document."""
+        with self.session() as session:
+            return [(s, i) for s, i in session.exec(select(Document.source, Document.id))]
+
+    def get_content(self, document_id: str) -> Content:
+        with self.session() as session:
+            content = session.get(Content, document_id)
+            if content is None:
+                raise DocumentNotFound(f"no stored content for document {document_id!r}")
+            return content
+
+    def commit_version(self, *, version: NewVersion, intent_id: int | None) -> Committed:
+        """Make ``version`` the document's current one, atomically.
+
+        Creates the document if its source is new; otherwise bumps its version, swaps the
+        summary and content, and retires the previous remote file. Logs the change and clears
+        the upload intent in the same transaction.
+        """
+        try:
+            return self._commit_version(version, intent_id)
+        except IntegrityError:
+            # Another writer created the same source between our read and our insert:
+            # run again, now as an update of the document it created.
+            return self._commit_version(version, intent_id)
+
+    def _commit_version(self, v: NewVersion, intent_id: int | None) -> Committed:
+        with self.writing() as session:
+            doc = session.exec(
+                select(Document).where(Document.source == v.source).with_for_update()
+            ).first()
+            created = doc is None
+            old_file_id = None if doc is None else doc.file_id
+            now = utcnow()
+            if doc is None:
+                doc = Document(id=new_document_id(), source=v.source, created_at=now, **_fields(v))
+            else:
+                for name, value in _fields(v).items():
+                    setattr(doc, name, value)
+                doc.version += 1
+            doc.file_id = v.file_id
+            doc.status = "active"
+            doc.updated_at = now
+            session.add(doc)
+            if old_file_id is not None and old_file_id != v.file_id:
+                session.exec(delete(Summary).where(col(Summary.file_id) == old_file_id))
+                session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a new version"))
+            session.merge(
+                Summary(file_id=v.file_id, document_id=doc.id, length=v.length, terms=v.terms)
+            )
+            session.merge(
+                Content(
+                    document_id=doc.id,
+                    content_hash=v.content_hash,
+                    original=v.original,
+                    text=v.text,
+                    page_spans=v.page_spans,
+                )
+            )
+            session.add(Change(op="upsert", document_id=doc.id, file_id=v.file_id))
+            if intent_id is not None:
+                session.exec(delete(UploadIntent).where(col(UploadIntent.id) == intent_id))
+            session.flush()
+            return Committed(doc, created, old_file_id if old_file_id != v.file_id else None)
+
+    def update_metadata(
+        self,
+        *,
+        document_id: str,
+        title: str | None = None,
+        tags: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> Document:
+        """Change what routing filters on without a new upload."""
+        with self.writing() as session:
+            doc = session.get(Document, document_id)
+            if doc is None:
+                raise DocumentNotFound(f"no document with id {document_id!r}")
+            if title is not None:
+                doc.title = title
+            if tags is not None:
+                doc.tags = sorted(set(tags))
+            if groups is not None:
+                doc.groups = sorted(set(groups))
+            if attributes is not None:
+                doc.attributes = attributes
+            doc.updated_at = utcnow()
+            session.add(doc)
+            session.add(Change(op="upsert", document_id=doc.id, file_id=doc.file_id))
+            return doc
+
+    def delete_document(self, *, document_id: str) -> Document:
+        """Remove the document from routing (logged) and retire its remote file."""
+        with self.writing() as session:
+            doc = session.get(Document, document_id)
+            if doc is None:
+                raise DocumentNotFound(f"no document with id {document_id!r}")
+            session.exec(delete(Summary).where(col(Summary.document_id) == document_id))
+            session.exec(delete(Content).where(col(Content.document_id) == document_id))
+            if doc.file_id is not None:
+                session.merge(RetiredFile(file_id=doc.file_id, reason="document deleted"))
+            session.add(Change(op="delete", document_id=document_id, file_id=doc.file_id))
+            session.delete(doc)
+            return doc
+
+    def replace_file_id(self, *, document_id: str, old_file_id: str, new_file_id: str) -> None:
+        """Point a document at a re-uploaded copy of the same content."""
+        with self.writing() as session:
+            doc = session.get(Document, document_id)
+            if doc is None or doc.file_id != old_file_id:
+                raise DocumentNotFound(f"document {document_id!r} no longer uses {old_file_id}")
+            summary = session.get(Summary, old_file_id)
+            if summary is None:
+                raise DocumentNotFound(f"no summary for {old_file_id}")
+            session.add(
+                Summary(
+                    file_id=new_file_id,
+                    document_id=document_id,
+                    length=summary.length,
+                    terms=dict(summary.terms),
+                )
+            )
+            session.delete(summary)
+            doc.file_id = new_file_id
+            doc.status = "active"
+            doc.updated_at = utcnow()
+            session.add(doc)
+            session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a re-upload"))
+            session.add(Change(op="upsert", document_id=document_id, file_id=new_file_id))
+
+    def mark_status(self, *, document_id: str, status: str) -> None:
+        with self.writing() as session:
+            doc = session.get(Document, document_id)
+            if doc is not None:
+                doc.status = status
+                session.add(doc)
+
+    def referenced_file_ids(self) -> set[str]:
+        with self.session() as session:
+            ids = session.exec(select(Document.file_id).where(col(Document.file_id).is_not(None)))
+            return {i for i in ids if i is not None}
+
+    # ------------------------------------------------------------------- the change log / index
+
+    def latest_change(self) -> int:
+        with self.session() as session:
+            latest = session.exec(select(func.max(Change.seq))).one()
+            return int(latest or 0)
+
+    def changes_since(self, seq: int, *, limit: int = 10_000) -> list[Change]:
+        with self.session() as session:
+            query = select(Change).where(col(Change.seq) > seq).order_by(col(Change.seq))
+            return list(session.exec(query.limit(limit)))
+
+    def index_entries(self, document_ids: Sequence[str] | None = None) -> Iterator[IndexEntry]:
+        """The routing view of documents (all, or those given), streamed from one query."""
+        query = select(Document, Summary).join(Summary, col(Summary.file_id) == Document.file_id)
+        if document_ids is not None:
+            query = query.where(col(Document.id).in_(list(document_ids)))
+        with self.session() as session:
+            for doc, summary in session.exec(query.execution_options(yield_per=2000)):
+                yield index_entry(doc, summary)
+
+    # ----------------------------------------------------------- upload intents, retired files
+
+    def record_intent(self, *, source: str, filename: str, content_hash: str, owner: str) -> int:
+        with self.writing() as session:
+            intent = UploadIntent(
+                source=source, filename=filename, content_hash=content_hash, owner=owner
+            )
+            session.add(intent)
+            session.flush()
+            assert intent.id is not None
+            return intent.id
+
+    def set_intent_file(self, *, intent_id: int, file_id: str) -> None:
+        with self.writing() as session:
+            intent = session.get(UploadIntent, intent_id)
+            if intent is not None:
+                intent.file_id = file_id
+                session.add(intent)
+
+    def drop_intent(self, *, intent_id: int) -> None:
+        with self.writing() as session:
+            session.exec(delete(UploadIntent).where(col(UploadIntent.id) == intent_id))
+
+    def intents(self) -> list[UploadIntent]:
+        with self.session() as session:
+            return list(session.exec(select(UploadIntent).order_by(col(UploadIntent.id))))
+
+    def retire_file(self, *, file_id: str, reason: str) -> None:
+        with self.writing() as session:
+            session.merge(RetiredFile(file_id=file_id, reason=reason))
+
+    def retired_files(self) -> list[RetiredFile]:
+        with self.session() as session:
+            return list(session.exec(select(RetiredFile)))
+
+    def forget_retired(self, *, file_id: str) -> None:
+        with self.writing() as session:
+            session.exec(delete(RetiredFile).where(col(RetiredFile.file_id) == file_id))
+
+
+def _fields(v: NewVersion) -> dict[str, Any]:
+    return {
+        "title": v.title,
+        "filename": v.filename,
+        "format": v.format,
+        "mime_type": v.mime_type,
+        "content_hash": v.content_hash,
+        "size_bytes": v.size_bytes,
+        "token_estimate": v.token_estimate,
+        "page_count": v.page_count,
+        "warnings": list(v.warnings),
+        "tags": sorted(set(v.tags)),
+        "groups": sorted(set(v.groups)),
+        "attributes": dict(v.attributes),
+    }
+
+
+def index_entry(doc: Document, summary: Summary) -> IndexEntry:
+    return IndexEntry(
+        file_id=summary.file_id,
+        document_id=doc.id,
+        title=doc.title,
+        term_freqs=summary.terms,
+        length=summary.length,
+        token_estimate=doc.token_estimate,
+        tags=frozenset(doc.tags),
+        groups=frozenset(doc.groups),
+    )
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        after = json.loads(base64.urlsafe_b64decode(padded))["after"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"invalid cursor {cursor!r}") from exc
+    if not isinstance(after, str):
+        raise InvalidInput(f"invalid cursor {cursor!r}")
+    return after
