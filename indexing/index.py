@@ -138,6 +138,7 @@ class InvertedIndex:
         self._entries: list[IndexEntry | None] = []
         self._doc_terms: list[tuple[IntArray, npt.NDArray[np.float32]] | None] = []
         self._slot_of: dict[str, int] = {}
+        self._file_of_document: dict[str, str] = {}
         self._labels: dict[tuple[str, str], _GrowableArray] = {}
         self._total_length = 0.0
         self._n_alive = 0
@@ -193,6 +194,24 @@ class InvertedIndex:
             self._remove_locked(entry.file_id)
             self._add_locked(entry)
 
+    def apply_documents(self, document_ids: Iterable[str], entries: Iterable[IndexEntry]) -> None:
+        """Make the given documents look exactly like ``entries`` (absent ones are removed),
+        as one step for readers."""
+        with self._lock:
+            for document_id in document_ids:
+                file_id = self._file_of_document.get(document_id)
+                if file_id is not None:
+                    self._remove_locked(file_id)
+            for entry in entries:
+                self._remove_locked(entry.file_id)
+                self._add_locked(entry)
+            if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._n_alive):
+                self._compact_slots()
+
+    def file_of(self, document_id: str) -> str | None:
+        """The file id under which a document is indexed, if it is."""
+        return self._file_of_document.get(document_id)
+
     def remove(self, file_id: str) -> bool:
         """Remove a document; returns whether it was present."""
         with self._lock:
@@ -237,6 +256,7 @@ class InvertedIndex:
         self._entries.append(entry)
         self._doc_terms.append((ids, freqs))
         self._slot_of[entry.file_id] = slot
+        self._file_of_document[entry.document_id] = entry.file_id
         self._lengths.append(float(entry.length))
         self._alive.append(True)
         for key in self._label_keys(entry):
@@ -285,6 +305,8 @@ class InvertedIndex:
         assert entry is not None and terms is not None
         self._entries[slot] = None
         self._doc_terms[slot] = None
+        if self._file_of_document.get(entry.document_id) == file_id:
+            del self._file_of_document[entry.document_id]
         self._alive.data[slot] = False
         for arr in self._labels.values():
             arr.data[slot] = False
@@ -329,6 +351,7 @@ class InvertedIndex:
         self._entries.append(entry)
         self._doc_terms.append(terms)
         self._slot_of[entry.file_id] = slot
+        self._file_of_document[entry.document_id] = entry.file_id
         self._lengths.append(float(entry.length))
         self._alive.append(True)
         for arr in self._labels.values():

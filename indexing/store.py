@@ -22,7 +22,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, event, func
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col, create_engine, select
 
@@ -61,6 +62,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True)
+
+
+def _redact(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -132,14 +137,16 @@ class Store:
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    def open(cls, url: str, *, upgrade: bool = True) -> Store:
+    def open(cls, url: str) -> Store:
+        """Connect and upgrade the schema in place to the newest migration."""
         engine = make_engine(url)
-        if upgrade:
+        try:
             migrate(engine)
-        elif not schema_is_current(engine):
+        except OperationalError as exc:
+            engine.dispose()
             raise ConfigurationError(
-                "the pool's database schema is not at the current version; run `kpool migrate`"
-            )
+                f"cannot open the pool database at {_redact(url)}: {exc.orig}"
+            ) from exc
         return cls(engine)
 
     def close(self) -> None:

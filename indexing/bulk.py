@@ -1,0 +1,303 @@
+"""Bulk ingest: walk folders, apply a manifest, upload concurrently, prune, summarise.
+
+Used by ``kpool ingest`` and ``scripts/bulk_ingest.py`` (for cron) alike. A run first finishes
+whatever a killed run left (``recover``), so running again after a crash converges: no duplicate
+documents, no orphan remote files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexing.errors import InvalidInput, PoolError
+from indexing.ingest import IngestRequest, Outcome, Recovery, delete_document, ingest, recover
+from indexing.pool import Pool
+
+STATUSES = ("added", "updated", "unchanged", "failed", "pruned")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """Per-file metadata from a manifest row."""
+
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BulkReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    recovery: Recovery = field(default_factory=Recovery)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        seen: Counter[str] = Counter(o.status for o in self.outcomes)
+        return {status: seen.get(status, 0) for status in STATUSES}
+
+    @property
+    def ok(self) -> bool:
+        return self.counts["failed"] == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.counts,
+            "documents": [o.as_dict() for o in self.outcomes],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "recovered": {
+                "abandoned_uploads_deleted": self.recovery.abandoned_uploads,
+                "retired_files_deleted": self.recovery.deleted_retired,
+            },
+        }
+
+
+# -------------------------------------------------------------------------------- manifest
+
+_LIST_SEPARATOR = ";"
+
+
+def read_manifest(path: Path) -> dict[str, ManifestEntry]:
+    """Rows keyed by the path they name (as written). CSV needs a ``path`` column; JSONL lines
+    are objects with ``path`` and optionally ``title``, ``tags``, ``groups``, ``attributes``."""
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read manifest {path}: {exc.strerror}") from exc
+    rows = _jsonl_rows(path, raw) if path.suffix.lower() == ".jsonl" else _csv_rows(path, raw)
+    entries: dict[str, ManifestEntry] = {}
+    for line, row in rows:
+        name = str(row.get("path") or "").strip()
+        if not name:
+            raise InvalidInput(f"{path}:{line}: a manifest row needs a 'path'")
+        entries[name] = ManifestEntry(
+            title=(str(row["title"]).strip() or None) if row.get("title") else None,
+            tags=_as_list(row.get("tags"), path, line),
+            groups=_as_list(row.get("groups"), path, line),
+            attributes=_as_dict(row.get("attributes"), path, line),
+        )
+    return entries
+
+
+def _csv_rows(path: Path, raw: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(raw.splitlines())
+    if reader.fieldnames is None or "path" not in reader.fieldnames:
+        raise InvalidInput(f"{path}: a CSV manifest needs a header row with a 'path' column")
+    return [(number + 2, row) for number, row in enumerate(reader)]
+
+
+def _jsonl_rows(path: Path, raw: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for number, text in enumerate(raw.splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{path}:{number}: each line must be a JSON object")
+        rows.append((number, row))
+    return rows
+
+
+def _as_list(value: Any, path: Path, line: int) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(_LIST_SEPARATOR) if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise InvalidInput(f"{path}:{line}: tags and groups must be a list of strings")
+
+
+def _as_dict(value: Any, path: Path, line: int) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{line}: attributes must be a JSON object") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{path}:{line}: attributes must be a JSON object")
+    return value
+
+
+# ---------------------------------------------------------------------------------- walking
+
+
+def walk(roots: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Files to ingest as (root, file) pairs, and (path, reason) for what was skipped.
+
+    Hidden files and folders are skipped; symbolic links are followed only while they stay
+    inside the root they were found under.
+    """
+    found: list[tuple[Path, Path]] = []
+    skipped: list[tuple[str, str]] = []
+    for given in roots:
+        if not given.exists():
+            raise InvalidInput(f"{given}: no such file or directory")
+        root = given.resolve()
+        if root.is_file():
+            found.append((root.parent, root))
+            continue
+        for path in _walk_dir(root, root, skipped):
+            found.append((root, path))
+    return found, skipped
+
+
+def _walk_dir(root: Path, folder: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
+    try:
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        skipped.append((str(folder), f"cannot list folder: {exc.strerror}"))
+        return
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        if child.is_symlink():
+            target = child.resolve()
+            if not target.is_relative_to(root):
+                skipped.append((str(child), f"symbolic link leads outside {root}"))
+                continue
+        if child.is_dir():
+            yield from _walk_dir(root, child, skipped)
+        elif child.is_file():
+            yield child
+
+
+def _manifest_entry(
+    manifest: dict[str, ManifestEntry], manifest_dir: Path | None, root: Path, path: Path
+) -> ManifestEntry | None:
+    if not manifest:
+        return None
+    candidates = [path.relative_to(root).as_posix(), str(path)]
+    if manifest_dir is not None and path.is_relative_to(manifest_dir):
+        candidates.append(path.relative_to(manifest_dir).as_posix())
+    for key in candidates:
+        if key in manifest:
+            return manifest[key]
+    return None
+
+
+# ------------------------------------------------------------------------------------- run
+
+OnOutcome = Callable[[Outcome, int, int], None]
+
+
+def bulk_ingest(
+    pool: Pool,
+    paths: Sequence[Path],
+    *,
+    manifest: Path | None = None,
+    tags: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    concurrency: int = 4,
+    prune: bool = False,
+    dry_run: bool = False,
+    on_outcome: OnOutcome | None = None,
+) -> BulkReport:
+    """Ingest every supported file under ``paths``; see the module docstring."""
+    if concurrency < 1:
+        raise InvalidInput("concurrency must be at least 1")
+    rows = read_manifest(manifest) if manifest else {}
+    manifest_path = manifest.resolve() if manifest else None
+    files, skipped = walk(paths)
+    files = [(root, path) for root, path in files if path != manifest_path]
+    report = BulkReport(skipped=skipped)
+    if not dry_run:
+        report.recovery = recover(pool)
+    manifest_dir = None if manifest_path is None else manifest_path.parent
+    requests = [
+        _PathRequest(
+            path, _manifest_entry(rows, manifest_dir, root, path), tuple(tags), tuple(groups)
+        )
+        for root, path in files
+    ]
+    total = len(requests)
+    done = 0
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ingest") as workers:
+        futures = [workers.submit(_ingest_path, pool, request, dry_run) for request in requests]
+        for future in as_completed(futures):
+            outcome = future.result()
+            report.outcomes.append(outcome)
+            done += 1
+            if on_outcome is not None:
+                on_outcome(outcome, done, total)
+    if prune:
+        seen = {str(path) for _, path in files}
+        for outcome in _prune(pool, paths, seen, dry_run=dry_run):
+            report.outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome, done, total)
+    report.outcomes.sort(key=lambda o: o.source)
+    return report
+
+
+@dataclass(frozen=True)
+class _PathRequest:
+    path: Path
+    entry: ManifestEntry | None
+    tags: tuple[str, ...]
+    groups: tuple[str, ...]
+
+
+def _ingest_path(pool: Pool, item: _PathRequest, dry_run: bool) -> Outcome:
+    source = str(item.path)
+    try:
+        size = item.path.stat().st_size
+        limit = pool.config.limits.max_bytes
+        if size > limit:
+            reason = f"{item.path.name}: {size} bytes exceeds the {limit}-byte limit"
+            return Outcome(source, "failed", reason=reason)
+        data = item.path.read_bytes()
+    except OSError as exc:
+        return Outcome(source, "failed", reason=f"cannot read file: {exc.strerror}")
+    entry = item.entry or ManifestEntry()
+    request = IngestRequest(
+        source=source,
+        data=data,
+        filename=item.path.name,
+        title=entry.title,
+        tags=tuple(dict.fromkeys(item.tags + entry.tags)),
+        groups=tuple(dict.fromkeys(item.groups + entry.groups)),
+        attributes=entry.attributes,
+    )
+    try:
+        return ingest(pool, request, dry_run=dry_run)
+    except Exception as exc:  # one bad file must not stop the batch
+        return Outcome(source, "failed", reason=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _prune(pool: Pool, roots: Sequence[Path], seen: set[str], *, dry_run: bool) -> list[Outcome]:
+    prefixes = []
+    for given in roots:
+        root = given.resolve()
+        prefixes.append(str(root) if root.is_file() else str(root) + os.sep)
+    outcomes = []
+    for source, document_id in pool.store.all_sources():
+        under = any(source == p or source.startswith(p) for p in prefixes)
+        if not under or source in seen:
+            continue
+        if dry_run:
+            outcomes.append(Outcome(source, "pruned", document_id, reason="dry run"))
+            continue
+        try:
+            doc = delete_document(pool, document_id)
+        except PoolError as exc:
+            outcomes.append(Outcome(source, "failed", document_id, reason=f"prune: {exc}"))
+            continue
+        outcomes.append(
+            Outcome(source, "pruned", doc.id, doc.file_id, doc.title, reason="no longer on disk")
+        )
+    return outcomes

@@ -1,0 +1,395 @@
+"""Files backends: where the pool's documents live so Messages requests can name them by id.
+
+Two implementations of one protocol:
+
+* ``LocalFilesBackend``: the embedded default when no API key is configured. It mimics the
+  Files API's file object (``file_`` ids, ``downloadable=False``) and keeps the bytes on disk.
+* ``AnthropicFilesBackend``: Anthropic's Files API (GA shapes) through the pinned SDK. SDK
+  errors are translated into the pool's ``UpstreamError`` family in one place
+  (``_translate_sdk_error``); the SDK has already retried what is retryable by then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import os
+import re
+import secrets
+import string
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import anthropic
+from anthropic.types import FileMetadata
+
+from indexing.errors import (
+    FileTooLarge,
+    RemoteFileMissing,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+#: The Files API's per-file limit (500 MB); the local store enforces the same one.
+MAX_FILE_BYTES = 500 * 1024 * 1024
+#: The GA ``ids[]`` filter takes at most this many ids per call.
+IDS_PER_LIST_CALL = 100
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A stored file as the Files API describes it."""
+
+    id: str
+    filename: str
+    mime_type: str
+    size_bytes: int
+    created_at: datetime  # timezone-aware UTC
+    downloadable: bool = False
+
+
+class FilesBackend(Protocol):
+    """Upload, look up and delete the files that Messages requests refer to by id."""
+
+    name: str  # "local" | "anthropic"
+
+    def upload(self, *, filename: str, data: bytes, mime_type: str) -> RemoteFile: ...
+
+    def retrieve(self, file_id: str) -> RemoteFile:
+        """The file's metadata; ``RemoteFileMissing`` if the backend no longer has it."""
+        ...
+
+    def delete(self, file_id: str) -> bool:
+        """True if the file was deleted, False if it was already gone."""
+        ...
+
+    def list(self) -> Iterator[RemoteFile]:
+        """Every file, across all pages."""
+        ...
+
+    def existing(self, file_ids: Sequence[str]) -> set[str]:
+        """Which of ``file_ids`` the backend still has."""
+        ...
+
+    def check(self) -> None:
+        """Cheap reachability probe; raises an ``UpstreamError`` subclass when unusable."""
+        ...
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """The same instant as an aware UTC datetime (naive values are taken to be UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _base_filename(filename: str) -> str:
+    """Keep the last path component, as the Files API does; empty names become ``unnamed``."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return base or "unnamed"
+
+
+# --------------------------------------------------------------------------------------------
+# Local backend
+# --------------------------------------------------------------------------------------------
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+_LOCAL_ID = re.compile(r"^file_[A-Za-z0-9]{24}$")
+
+
+def new_local_file_id() -> str:
+    """``file_`` followed by 24 random alphanumerics, like the Files API's ids."""
+    return "file_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either nothing or the whole file."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _local_metadata(file: RemoteFile) -> dict[str, Any]:
+    """The JSON stored beside the bytes: the Files API's file object."""
+    return {
+        "id": file.id,
+        "type": "file",
+        "filename": file.filename,
+        "mime_type": file.mime_type,
+        "size_bytes": file.size_bytes,
+        "created_at": file.created_at.isoformat(),
+        "downloadable": file.downloadable,
+        "expires_at": None,
+    }
+
+
+def _remote_file_from_json(raw: dict[str, Any]) -> RemoteFile:
+    return RemoteFile(
+        id=str(raw["id"]),
+        filename=str(raw["filename"]),
+        mime_type=str(raw["mime_type"]),
+        size_bytes=int(raw["size_bytes"]),
+        created_at=_as_utc(datetime.fromisoformat(str(raw["created_at"]))),
+        downloadable=bool(raw.get("downloadable", False)),
+    )
+
+
+class LocalFilesBackend:
+    """Files kept under ``root`` as ``<id>.bin`` plus ``<id>.json`` (the file object).
+
+    The bytes are written first and the metadata last, each atomically, so a crash can leave at
+    most an unlisted ``.bin``; a file is visible exactly when its ``.json`` exists. Listing is in
+    creation order. Safe to use from several threads.
+    """
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._last_created = datetime.min.replace(tzinfo=UTC)
+
+    def _paths(self, file_id: str) -> tuple[Path, Path] | None:
+        """``(bytes, metadata)`` paths, or None for an id this store could never have made."""
+        if not _LOCAL_ID.match(file_id):
+            return None
+        return self.root / f"{file_id}.bin", self.root / f"{file_id}.json"
+
+    def _next_created_at(self) -> datetime:
+        """Now, nudged forward if needed so creation order is strict within this process."""
+        with self._lock:
+            now = datetime.now(UTC)
+            if now <= self._last_created:
+                now = self._last_created + timedelta(microseconds=1)
+            self._last_created = now
+            return now
+
+    def upload(self, *, filename: str, data: bytes, mime_type: str) -> RemoteFile:
+        if len(data) > MAX_FILE_BYTES:
+            raise FileTooLarge(
+                f"{filename!r} is {len(data)} bytes; the files store takes at most "
+                f"{MAX_FILE_BYTES} bytes per file."
+            )
+        file = RemoteFile(
+            id=new_local_file_id(),
+            filename=_base_filename(filename),
+            mime_type=mime_type or "application/octet-stream",
+            size_bytes=len(data),
+            created_at=self._next_created_at(),
+        )
+        bin_path, json_path = self.root / f"{file.id}.bin", self.root / f"{file.id}.json"
+        _write_atomic(bin_path, data)
+        _write_atomic(json_path, json.dumps(_local_metadata(file)).encode("utf-8"))
+        return file
+
+    def _read(self, json_path: Path) -> RemoteFile | None:
+        try:
+            raw = json.loads(json_path.read_bytes())
+        except FileNotFoundError:  # deleted between listing and reading
+            return None
+        return _remote_file_from_json(raw)
+
+    def retrieve(self, file_id: str) -> RemoteFile:
+        paths = self._paths(file_id)
+        file = self._read(paths[1]) if paths else None
+        if file is None:
+            raise RemoteFileMissing(
+                f"File {file_id!r} is not in the local files store at {self.root}.",
+                file_id=file_id,
+            )
+        return file
+
+    def delete(self, file_id: str) -> bool:
+        paths = self._paths(file_id)
+        if paths is None:
+            return False
+        bin_path, json_path = paths
+        # Metadata first: once it is gone the file is no longer listed or retrievable.
+        try:
+            json_path.unlink()
+        except FileNotFoundError:
+            return False
+        bin_path.unlink(missing_ok=True)
+        return True
+
+    def list(self) -> Iterator[RemoteFile]:
+        files = [f for p in self.root.glob("file_*.json") if (f := self._read(p)) is not None]
+        files.sort(key=lambda f: (f.created_at, f.id))
+        return iter(files)
+
+    def existing(self, file_ids: Sequence[str]) -> set[str]:
+        return {
+            file_id
+            for file_id in set(file_ids)
+            if (paths := self._paths(file_id)) is not None and paths[1].exists()
+        }
+
+    def check(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise UpstreamUnavailable(
+                f"The local files store at {self.root} is missing or not writable."
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Anthropic backend
+# --------------------------------------------------------------------------------------------
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds the API asked us to wait: ``retry-after`` (seconds or HTTP date), else ``-ms``."""
+    value = headers.get("retry-after")
+    if value:
+        try:
+            seconds = float(value)
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            seconds = email.utils.mktime_tz(parsed) - time.time() if parsed else -1.0
+        return seconds if seconds >= 0 else None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        with contextlib.suppress(ValueError):
+            return max(float(millis) / 1000, 0.0)
+    return None
+
+
+def _describe(exc: anthropic.APIStatusError) -> str:
+    """``HTTP 400 invalid_request_error, request id req_...`` for messages (no headers, no key)."""
+    parts = [f"HTTP {exc.status_code}"]
+    if exc.type:
+        parts[0] += f" {exc.type}"
+    if exc.request_id:
+        parts.append(f"request id {exc.request_id}")
+    return ", ".join(parts)
+
+
+def _translate_status_error(
+    exc: anthropic.APIStatusError, *, file_id: str | None
+) -> UpstreamError | FileTooLarge:
+    status, detail = exc.status_code, _describe(exc)
+    if status in (401, 403):
+        return UpstreamAuthError(
+            "Anthropic refused the server's credentials: the server's Anthropic API key is "
+            f"missing or misconfigured (set ANTHROPIC_API_KEY to a valid key; {detail})."
+        )
+    if status == 404 and file_id is not None:
+        return RemoteFileMissing(
+            f"File {file_id!r} no longer exists in Anthropic's Files API ({detail}).",
+            file_id=file_id,
+        )
+    if status == 413:
+        return FileTooLarge(f"Anthropic's Files API refused the file as too large ({detail}).")
+    if status in (408, 504):
+        return UpstreamTimeout(f"Anthropic's Files API timed out ({detail}).")
+    if status in (409, 429) or status >= 500:
+        return UpstreamUnavailable(
+            f"Anthropic's Files API is unavailable or rate limiting after retries ({detail}).",
+            retry_after=_retry_after_seconds(exc.response.headers),
+        )
+    message = exc.api_message or "no message"
+    return UpstreamError(f"Anthropic's Files API rejected the request: {message} ({detail}).")
+
+
+def _translate_sdk_error(
+    exc: anthropic.AnthropicError, *, file_id: str | None = None
+) -> UpstreamError | FileTooLarge:
+    """Our exception for an SDK one. The caller raises it ``from exc``."""
+    if isinstance(exc, anthropic.APITimeoutError):
+        return UpstreamTimeout("Anthropic's Files API did not answer within the timeout.")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return UpstreamUnavailable("Could not connect to Anthropic's Files API.")
+    if isinstance(exc, anthropic.APIStatusError):
+        return _translate_status_error(exc, file_id=file_id)
+    return UpstreamError(f"Unexpected answer from Anthropic's Files API: {type(exc).__name__}.")
+
+
+@contextlib.contextmanager
+def _sdk_errors(*, file_id: str | None = None) -> Iterator[None]:
+    """Turn SDK exceptions raised inside the block into the pool's."""
+    try:
+        yield
+    except anthropic.AnthropicError as exc:
+        raise _translate_sdk_error(exc, file_id=file_id) from exc
+
+
+def _remote_file(meta: FileMetadata) -> RemoteFile:
+    return RemoteFile(
+        id=meta.id,
+        filename=meta.filename,
+        mime_type=meta.mime_type,
+        size_bytes=meta.size_bytes,
+        created_at=_as_utc(meta.created_at),
+        downloadable=bool(meta.downloadable),
+    )
+
+
+class AnthropicFilesBackend:
+    """Anthropic's Files API (GA) through the SDK client from ``make_client``.
+
+    ``list_page_size`` is the ``limit`` sent per list page (API default 20, maximum 1000).
+    """
+
+    name = "anthropic"
+
+    def __init__(self, client: anthropic.Anthropic, *, list_page_size: int = 100) -> None:
+        if not 1 <= list_page_size <= 1000:
+            raise ValueError(f"list_page_size must be 1..1000, got {list_page_size}")
+        self.client = client
+        self.list_page_size = list_page_size
+
+    def upload(self, *, filename: str, data: bytes, mime_type: str) -> RemoteFile:
+        # Always the 3-tuple: without an explicit content type the part is stored as
+        # application/octet-stream and later refused as a document.
+        with _sdk_errors():
+            meta = self.client.files.upload(file=(filename, data, mime_type))
+        return _remote_file(meta)
+
+    def retrieve(self, file_id: str) -> RemoteFile:
+        with _sdk_errors(file_id=file_id):
+            return _remote_file(self.client.files.retrieve_metadata(file_id))
+
+    def delete(self, file_id: str) -> bool:
+        try:
+            with _sdk_errors(file_id=file_id):
+                self.client.files.delete(file_id)
+        except RemoteFileMissing:
+            return False
+        return True
+
+    def list(self) -> Iterator[RemoteFile]:
+        """Every file in the API's order (newest first), fetching pages as it goes."""
+        with _sdk_errors():
+            for meta in self.client.files.list(limit=self.list_page_size):
+                yield _remote_file(meta)
+
+    def existing(self, file_ids: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(i for i in file_ids if i))
+        found: set[str] = set()
+        for start in range(0, len(wanted), IDS_PER_LIST_CALL):
+            chunk = wanted[start : start + IDS_PER_LIST_CALL]
+            with _sdk_errors():
+                page = self.client.files.list(ids=chunk)
+            found.update(meta.id for meta in page.data)
+        return found & set(wanted)
+
+    def check(self) -> None:
+        with _sdk_errors():
+            self.client.files.list(limit=1)

@@ -1,0 +1,345 @@
+"""Putting one document into the pool, replacing it, removing it, and finishing crashed work.
+
+The order of steps is what makes ingest safe to kill at any point:
+
+1. extract and summarise (nothing written yet; a bad file fails here);
+2. record an *upload intent* (committed) — so a crash after the upload is recognisable;
+3. upload to the Files backend, then note the new file id on the intent;
+4. commit the document, its summary and content, the change-log entry and the intent's removal
+   in one transaction; routing picks the change up from the log;
+5. delete the replaced remote file (it was recorded as *retired* in step 4, so a failure here
+   is retried later).
+
+``recover`` finishes what a killed run left: it deletes remote files of intents that never
+committed and retries retired deletions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
+from typing import Any, Literal
+
+from indexing.errors import (
+    DocumentNotFound,
+    PoolError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from indexing.extract import Extracted, extract, upload_payload
+from indexing.files import RemoteFile
+from indexing.models import Document, UploadIntent
+from indexing.pool import Pool
+from indexing.store import NewVersion
+
+log = logging.getLogger(__name__)
+
+Status = Literal["added", "updated", "unchanged", "failed", "pruned"]
+
+#: Rough tokens per PDF page beyond its text (each page is also sent as an image).
+PDF_PAGE_TOKENS = 1_500
+#: Characters per token, a conservative average for English prose.
+CHARS_PER_TOKEN = 4.0
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """One document to put in the pool. ``source`` is its identity (a path, or a name)."""
+
+    source: str
+    data: bytes
+    filename: str | None = None
+    title: str | None = None
+    tags: Sequence[str] = ()
+    groups: Sequence[str] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.filename or PurePath(self.source).name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one document; ``reason`` explains failures and skips."""
+
+    source: str
+    status: Status
+    document_id: str | None = None
+    file_id: str | None = None
+    title: str | None = None
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "status": self.status,
+            "document_id": self.document_id,
+            "file_id": self.file_id,
+            "title": self.title,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+        }
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def estimate_tokens(extracted: Extracted) -> int:
+    """What the document will cost in a request, roughly: text plus page images for PDFs."""
+    pages = len(extracted.page_spans or ())
+    return math.ceil(len(extracted.text) / CHARS_PER_TOKEN) + PDF_PAGE_TOKENS * pages
+
+
+def ingest(pool: Pool, request: IngestRequest, *, dry_run: bool = False) -> Outcome:
+    """Add, update or leave alone one document; never raises for a bad file (see ``reason``)."""
+    try:
+        return _ingest(pool, request, dry_run=dry_run)
+    except PoolError as exc:
+        return Outcome(request.source, "failed", reason=str(exc))
+
+
+def _ingest(pool: Pool, request: IngestRequest, *, dry_run: bool) -> Outcome:
+    digest = content_hash(request.data)
+    existing = pool.store.find_document(source=request.source)
+    if existing is not None and existing.content_hash == digest:
+        return _metadata_only(pool, existing, request, dry_run=dry_run)
+    if existing is None:
+        twin = pool.store.find_by_hash(digest)
+        if twin is not None:
+            return Outcome(
+                request.source,
+                "unchanged",
+                document_id=twin.id,
+                file_id=twin.file_id,
+                title=twin.title,
+                reason=f"same content as {twin.source}",
+            )
+    extracted = extract(request.name, request.data, pool.config.limits)
+    version = _new_version(pool, request, extracted, digest)
+    status: Status = "added" if existing is None else "updated"
+    if dry_run:
+        return Outcome(request.source, status, title=version.title, reason="dry run")
+    remote, intent_id = _upload(pool, request, extracted, digest)
+    committed = pool.store.commit_version(
+        version=replace(version, file_id=remote.id), intent_id=intent_id
+    )
+    pool.refresh()
+    if committed.replaced_file_id:
+        delete_remote(pool, committed.replaced_file_id)
+    return Outcome(
+        request.source,
+        status,
+        document_id=committed.document.id,
+        file_id=remote.id,
+        title=committed.document.title,
+        warnings=extracted.warnings,
+    )
+
+
+def _metadata_only(pool: Pool, doc: Document, request: IngestRequest, *, dry_run: bool) -> Outcome:
+    changes = _metadata_changes(doc, request)
+    if not changes:
+        return Outcome(request.source, "unchanged", doc.id, doc.file_id, doc.title)
+    if not dry_run:
+        doc = pool.store.update_metadata(document_id=doc.id, **changes)
+        pool.refresh()
+    return Outcome(
+        request.source, "updated", doc.id, doc.file_id, doc.title, reason="metadata changed"
+    )
+
+
+def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if request.title and request.title != doc.title:
+        changes["title"] = request.title
+    if request.tags and sorted(set(request.tags)) != doc.tags:
+        changes["tags"] = list(request.tags)
+    if request.groups and sorted(set(request.groups)) != doc.groups:
+        changes["groups"] = list(request.groups)
+    if request.attributes:
+        merged = {**doc.attributes, **request.attributes}
+        if merged != doc.attributes:
+            changes["attributes"] = merged
+    return changes
+
+
+def _new_version(
+    pool: Pool, request: IngestRequest, extracted: Extracted, digest: str
+) -> NewVersion:
+    terms, length = pool.analyzer.term_frequencies(_indexable_text(request, extracted))
+    _, upload_bytes, mime_type = upload_payload(request.name, request.data, extracted)
+    return NewVersion(
+        source=request.source,
+        title=_title(request, extracted),
+        filename=request.name,
+        format=extracted.format,
+        mime_type=mime_type,
+        content_hash=digest,
+        file_id="",
+        size_bytes=len(upload_bytes),
+        token_estimate=estimate_tokens(extracted),
+        page_count=len(extracted.page_spans) if extracted.page_spans is not None else None,
+        warnings=list(extracted.warnings),
+        tags=list(request.tags),
+        groups=list(request.groups),
+        attributes={**extracted.metadata, **request.attributes},
+        terms=terms,
+        length=length,
+        original=request.data,
+        text=extracted.text,
+        page_spans=[list(span) for span in extracted.page_spans] if extracted.page_spans else None,
+    )
+
+
+def _title(request: IngestRequest, extracted: Extracted) -> str:
+    title = request.title or extracted.title or PurePath(request.name).stem
+    return title.strip()[:500] or request.name[:500]
+
+
+def _indexable_text(request: IngestRequest, extracted: Extracted) -> str:
+    # The title is part of what a document is about, even when the body never repeats it.
+    return f"{_title(request, extracted)}\n{extracted.text}"
+
+
+def _upload(
+    pool: Pool, request: IngestRequest, extracted: Extracted, digest: str
+) -> tuple[RemoteFile, int]:
+    """Upload behind a committed intent; the commit that adopts the file clears the intent."""
+    filename, data, mime_type = upload_payload(request.name, request.data, extracted)
+    intent_id = pool.store.record_intent(
+        source=request.source, filename=filename, content_hash=digest, owner=OWNER
+    )
+    try:
+        remote = pool.backend.upload(filename=filename, data=data, mime_type=mime_type)
+    except (UpstreamUnavailable, UpstreamTimeout):
+        # The file may exist upstream even though we never saw its id: keep the intent so
+        # ``recover`` finds and deletes it by name and time.
+        raise
+    except UpstreamError:
+        pool.store.drop_intent(intent_id=intent_id)
+        raise
+    pool.store.set_intent_file(intent_id=intent_id, file_id=remote.id)
+    return remote, intent_id
+
+
+def delete_document(pool: Pool, document_id: str) -> Document:
+    """Remove a document: first from routing (committed), then its remote file."""
+    doc = pool.store.delete_document(document_id=document_id)
+    pool.refresh()
+    if doc.file_id:
+        delete_remote(pool, doc.file_id)
+    return doc
+
+
+def delete_remote(pool: Pool, file_id: str) -> bool:
+    """Delete a retired remote file; on failure it stays retired for ``recover`` to retry."""
+    try:
+        pool.backend.delete(file_id)
+    except UpstreamError as exc:
+        log.warning("could not delete remote file %s yet (%s); will retry later", file_id, exc)
+        return False
+    pool.store.forget_retired(file_id=file_id)
+    return True
+
+
+def reupload(pool: Pool, document_id: str) -> str:
+    """Upload a document again from its stored original (its remote file went missing)."""
+    doc = pool.store.get_document(document_id)
+    content = pool.store.get_content(document_id)
+    if doc.file_id is None:
+        raise DocumentNotFound(f"document {document_id!r} has no remote file")
+    data = content.original if doc.mime_type == "application/pdf" else content.text.encode()
+    intent_id = pool.store.record_intent(
+        source=doc.source, filename=doc.filename, content_hash=doc.content_hash, owner=OWNER
+    )
+    remote = pool.backend.upload(filename=doc.filename, data=data, mime_type=doc.mime_type)
+    pool.store.set_intent_file(intent_id=intent_id, file_id=remote.id)
+    pool.store.replace_file_id(
+        document_id=document_id, old_file_id=doc.file_id, new_file_id=remote.id
+    )
+    pool.store.drop_intent(intent_id=intent_id)
+    pool.refresh()
+    delete_remote(pool, doc.file_id)
+    return remote.id
+
+
+# -------------------------------------------------------------------------------- recovery
+
+
+@dataclass
+class Recovery:
+    """What ``recover`` cleaned up."""
+
+    abandoned_uploads: list[str] = field(default_factory=list)
+    deleted_retired: list[str] = field(default_factory=list)
+    still_pending: list[str] = field(default_factory=list)
+
+
+def recover(pool: Pool, *, now: datetime | None = None) -> Recovery:
+    """Finish what a killed ingest left behind: abandoned uploads and retired files."""
+    now = now or datetime.now(UTC)
+    report = Recovery()
+    grace = timedelta(seconds=pool.config.intent_grace_seconds)
+    abandoned = [i for i in pool.store.intents() if _abandoned(i, now, grace)]
+    if abandoned:
+        _clear_abandoned(pool, abandoned, report)
+    for retired in pool.store.retired_files():
+        if delete_remote(pool, retired.file_id):
+            report.deleted_retired.append(retired.file_id)
+        else:
+            report.still_pending.append(retired.file_id)
+    return report
+
+
+def _abandoned(intent: UploadIntent, now: datetime, grace: timedelta) -> bool:
+    if now - intent.created_at > grace:
+        return True
+    host, _, pid = intent.owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_abandoned(pool: Pool, intents: list[UploadIntent], report: Recovery) -> None:
+    referenced = pool.store.referenced_file_ids()
+    listing: list[RemoteFile] | None = None
+    for intent in intents:
+        assert intent.id is not None
+        if intent.file_id is not None:
+            candidates = [intent.file_id]
+        else:
+            # The upload may have landed without us learning its id: match by name and time.
+            if listing is None:
+                listing = list(pool.backend.list())
+            since = intent.created_at - timedelta(minutes=1)
+            candidates = [
+                f.id for f in listing if f.filename == intent.filename and f.created_at >= since
+            ]
+        for file_id in candidates:
+            if file_id not in referenced:
+                pool.backend.delete(file_id)
+                report.abandoned_uploads.append(file_id)
+        pool.store.drop_intent(intent_id=intent.id)

@@ -1,0 +1,135 @@
+"""A pool: the store, the Files backend, the analyzer and the live index, kept in step.
+
+The index never changes except from the store's change log (``refresh``), so documents written by
+this process, by a cron job's bulk ingest or by another replica reach routing the same way, and a
+replaced document is swapped in one step.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexing.analyzer import Analyzer, AnalyzerParams
+from indexing.bm25 import BM25Params
+from indexing.errors import IndexParamsMismatch
+from indexing.extract import DEFAULT_LIMITS, ExtractLimits
+from indexing.files import FilesBackend
+from indexing.index import InvertedIndex
+from indexing.store import Store, sqlite_url
+
+PARAMS_KEY = "index_params"
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """What a pool needs to know; built by the service from its settings."""
+
+    data_dir: Path
+    database_url: str | None = None
+    analyzer: AnalyzerParams = field(default_factory=AnalyzerParams)
+    bm25: BM25Params = field(default_factory=BM25Params)
+    limits: ExtractLimits = DEFAULT_LIMITS
+    #: Pending uploads older than this are treated as abandoned even if their owner lives.
+    intent_grace_seconds: float = 3600.0
+
+    @property
+    def url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / "pool.db")
+
+    def index_params(self) -> dict[str, Any]:
+        return {"analyzer": self.analyzer.as_dict(), "bm25": self.bm25.as_dict()}
+
+
+class Pool:
+    """Open with ``Pool.open``; close when done."""
+
+    def __init__(self, *, store: Store, backend: FilesBackend, config: PoolConfig) -> None:
+        self.store = store
+        self.backend = backend
+        self.config = config
+        self.analyzer = Analyzer(config.analyzer)
+        self.index = InvertedIndex(config.bm25)
+        self._seen = 0
+        self._loaded = False
+        self._refresh_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, config: PoolConfig, backend: FilesBackend, *, load_index: bool = True) -> Pool:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        pool = cls(store=Store.open(config.url), backend=backend, config=config)
+        try:
+            pool.check_params()
+            if load_index:
+                pool.load_index()
+        except BaseException:
+            pool.close()
+            raise
+        return pool
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ----------------------------------------------------------------------------- parameters
+
+    def check_params(self) -> None:
+        """Record the parameters in a new pool; refuse to work with a pool indexed otherwise."""
+        stored = self.store.get_meta(PARAMS_KEY)
+        wanted = self.config.index_params()
+        if stored is None:
+            self.store.set_meta(PARAMS_KEY, wanted)
+        elif stored != wanted:
+            raise IndexParamsMismatch(describe_mismatch(stored, wanted))
+
+    def adopt_params(self) -> None:
+        """Declare the configured parameters the pool's own (after a re-index)."""
+        self.store.set_meta(PARAMS_KEY, self.config.index_params())
+
+    # ------------------------------------------------------------------------------- the index
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load_index(self) -> None:
+        """Build the index from every stored summary."""
+        with self._refresh_lock:
+            seen = self.store.latest_change()
+            self.index.bulk_load(self.store.index_entries())
+            self._seen = seen
+            self._loaded = True
+
+    def refresh(self) -> int:
+        """Apply changes committed since the last refresh; returns how many documents changed."""
+        if not self._loaded:
+            return 0
+        with self._refresh_lock:
+            changes = self.store.changes_since(self._seen)
+            if not changes:
+                return 0
+            document_ids = list(dict.fromkeys(c.document_id for c in changes))
+            entries = list(self.store.index_entries(document_ids))
+            self.index.apply_documents(document_ids, entries)
+            last = changes[-1].seq
+            assert last is not None
+            self._seen = last
+            return len(document_ids)
+
+
+def describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
+    differences = []
+    for part in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(part, {}), wanted.get(part, {})
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                differences.append(
+                    f"{part}.{key}: pool has {old.get(key)!r}, configured {new.get(key)!r}"
+                )
+    return (
+        "the pool was indexed with other parameters ("
+        + "; ".join(differences)
+        + "). Run `kpool reindex` to rebuild the summaries with the configured parameters, "
+        "or set them back to the pool's values."
+    )
