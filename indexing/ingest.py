@@ -210,8 +210,13 @@ def _title(request: IngestRequest, extracted: Extracted) -> str:
 
 
 def _indexable_text(request: IngestRequest, extracted: Extracted) -> str:
-    # The title is part of what a document is about, even when the body never repeats it.
-    return f"{_title(request, extracted)}\n{extracted.text}"
+    return indexable_text(_title(request, extracted), extracted.text)
+
+
+def indexable_text(title: str, text: str) -> str:
+    """What the summary is built from: the title is part of what a document is about, even
+    when the body never repeats it."""
+    return f"{title}\n{text}"
 
 
 def _upload(
@@ -274,6 +279,26 @@ def reupload(pool: Pool, document_id: str) -> str:
     pool.refresh()
     delete_remote(pool, doc.file_id)
     return remote.id
+
+
+def reindex(pool: Pool) -> int:
+    """Rebuild every summary from the stored text with the configured analyzer, then record
+    the configured parameters as the pool's own. Returns the number of documents."""
+    count = 0
+    cursor = None
+    while True:
+        docs, cursor = pool.store.list_documents(limit=200, cursor=cursor)
+        for doc in docs:
+            if doc.file_id is None:
+                continue
+            text = pool.store.get_content(doc.id).text
+            terms, length = pool.analyzer.term_frequencies(indexable_text(doc.title, text))
+            pool.store.update_summary(file_id=doc.file_id, terms=terms, length=length)
+            count += 1
+        if cursor is None:
+            break
+    pool.adopt_params()
+    return count
 
 
 # -------------------------------------------------------------------------------- recovery

@@ -57,11 +57,19 @@ class Pool:
         self._refresh_lock = threading.Lock()
 
     @classmethod
-    def open(cls, config: PoolConfig, backend: FilesBackend, *, load_index: bool = True) -> Pool:
+    def open(
+        cls,
+        config: PoolConfig,
+        backend: FilesBackend,
+        *,
+        load_index: bool = True,
+        check_params: bool = True,
+    ) -> Pool:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         pool = cls(store=Store.open(config.url), backend=backend, config=config)
         try:
-            pool.check_params()
+            if check_params:
+                pool.check_params()
             if load_index:
                 pool.load_index()
         except BaseException:

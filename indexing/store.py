@@ -369,6 +369,17 @@ class Store:
             session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a re-upload"))
             session.add(Change(op="upsert", document_id=document_id, file_id=new_file_id))
 
+    def update_summary(self, *, file_id: str, terms: dict[str, int], length: int) -> None:
+        """Replace a summary in place (after a re-index) and log it for live indexes."""
+        with self.writing() as session:
+            summary = session.get(Summary, file_id)
+            if summary is None:
+                raise DocumentNotFound(f"no summary for {file_id}")
+            summary.terms = terms
+            summary.length = length
+            session.add(summary)
+            session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
+
     def mark_status(self, *, document_id: str, status: str) -> None:
         with self.writing() as session:
             doc = session.get(Document, document_id)

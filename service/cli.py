@@ -1,0 +1,376 @@
+"""The ``kpool`` command line. Each command is a thin layer over the same functions the HTTP
+API uses; every command takes ``--json`` for machine-readable output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from indexing.bulk import BulkReport, bulk_ingest
+from indexing.errors import PoolError
+from indexing.ingest import Outcome, delete_document, reindex
+from indexing.models import Document
+from indexing.pool import Pool
+from indexing.reconcile import reconcile as reconcile_pool
+from service.pool import make_backend, open_pool
+from service.router import route as route_question
+from service.settings import Settings, load_settings
+
+
+class _Group(click.Group):
+    """Shows pool errors as one clear line (exit 1) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PoolError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group)
+@click.version_option("0.1.0", prog_name="kpool")
+def main() -> None:
+    """Knowledge Pool: answer questions from your company's documents.
+
+    The pool lives in KPOOL_HOME (default ./.kpool); see the README for every setting.
+    """
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@contextmanager
+def _pool(*, load_index: bool = False, check_params: bool = True) -> Iterator[Pool]:
+    settings = _settings()
+    if check_params:
+        pool = open_pool(settings, load_index=load_index)
+    else:
+        pool = Pool.open(
+            settings.pool_config(), make_backend(settings), load_index=False, check_params=False
+        )
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+# ------------------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default KPOOL_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default KPOOL_PORT, 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP service.
+
+    Example: kpool serve --port 8000
+    """
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = _settings()
+    pool = open_pool(settings)
+    try:
+        app = create_app(settings, pool=pool)
+        click.echo(
+            f"kpool: {len(pool.index)} documents, {settings.backend_name} files backend, "
+            f"listening on http://{host or settings.host}:{port or settings.port}",
+            err=True,
+        )
+        uvicorn.run(app, host=host or settings.host, port=port or settings.port)
+    finally:
+        pool.close()
+
+
+# ------------------------------------------------------------------------------------ ingest
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--manifest", type=click.Path(path_type=Path), help="CSV or JSONL: path, title, tags, groups."
+)
+@click.option("--tag", "tags", multiple=True, help="Tag every document (repeatable).")
+@click.option(
+    "--group", "groups", multiple=True, help="Restrict every document to a group (repeatable)."
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Parallel uploads.")
+@click.option("--prune", is_flag=True, help="Delete documents under PATHS that are gone from disk.")
+@click.option("--dry-run", is_flag=True, help="Report what would change; upload nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def ingest(
+    paths: tuple[Path, ...],
+    manifest: Path | None,
+    tags: tuple[str, ...],
+    groups: tuple[str, ...],
+    concurrency: int | None,
+    prune: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Add or update documents from files and folders; exits 1 if any file failed.
+
+    Example: kpool ingest ./policies --manifest policies.csv --concurrency 8 --prune
+    """
+    settings = _settings()
+    progress = _Progress(sys.stderr) if not as_json else None
+    with _pool() as pool:
+        report = bulk_ingest(
+            pool,
+            list(paths),
+            manifest=manifest,
+            tags=tags,
+            groups=groups,
+            concurrency=concurrency or settings.ingest_concurrency,
+            prune=prune,
+            dry_run=dry_run,
+            on_outcome=progress.update if progress else None,
+        )
+    if progress:
+        progress.close()
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+class _Progress:
+    """A one-line bar on a terminal; one plain line per document otherwise (logs, cron mail)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def update(self, outcome: Outcome, done: int, total: int) -> None:
+        if self.tty:
+            width = 30
+            filled = width * done // max(total, 1)
+            bar = "#" * filled + "." * (width - filled)
+            self.stream.write(f"\r[{bar}] {done}/{total} {outcome.status:<9}")
+        else:
+            detail = f" ({outcome.reason})" if outcome.reason else ""
+            self.stream.write(f"{outcome.status:<9} {outcome.source}{detail}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _print_report(report: BulkReport) -> None:
+    for outcome in report.outcomes:
+        if outcome.status == "failed":
+            click.echo(f"failed: {outcome.source}: {outcome.reason}")
+        for warning in outcome.warnings:
+            click.echo(f"warning: {outcome.source}: {warning}")
+    for path, reason in report.skipped:
+        click.echo(f"skipped: {path}: {reason}")
+    recovered = report.recovery.abandoned_uploads + report.recovery.deleted_retired
+    if recovered:
+        click.echo(f"recovered: deleted {len(recovered)} remote file(s) left by an earlier run")
+    counts = report.counts
+    click.echo(", ".join(f"{counts[s]} {s}" for s in counts))
+
+
+# ------------------------------------------------------------------------------------- route
+
+
+@main.command()
+@click.argument("question")
+@click.option("--top-k", type=click.IntRange(1, 100), default=None, help="How many documents.")
+@click.option("--tag", "tags", multiple=True, help="Only documents with this tag (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the route as JSON.")
+def route(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool) -> None:
+    """Show which documents a question is routed to, with scores and matched terms.
+
+    Example: kpool route "how many days of annual leave do I get?" --top-k 3
+    """
+    settings = _settings()
+    with _pool(load_index=True) as pool:
+        result = route_question(
+            pool,
+            question,
+            top_k=top_k or settings.top_k,
+            token_budget=settings.token_budget,
+            tags=list(tags) or None,
+        )
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    if not result.documents:
+        click.echo("No document in the pool matches this question.")
+        return
+    for rank, doc in enumerate(result.documents, start=1):
+        terms = ", ".join(f"{t} {c:.2f}" for t, c in doc.matched_terms.items())
+        click.echo(f"{rank}. {doc.title}  [{doc.score:.3f}]  {doc.document_id} {doc.file_id}")
+        click.echo(f"   matched: {terms}")
+
+
+# -------------------------------------------------------------------------------------- docs
+
+
+@main.group()
+def docs() -> None:
+    """List, show and remove documents."""
+
+
+def _doc_dict(doc: Document) -> dict[str, Any]:
+    return doc.model_dump(mode="json")
+
+
+@docs.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Page size.")
+@click.option("--cursor", default=None, help="Cursor from the previous page.")
+@click.option("--tag", default=None, help="Only documents with this tag.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON page {data, next_cursor}.")
+def docs_list(limit: int, cursor: str | None, tag: str | None, as_json: bool) -> None:
+    """List documents, a page at a time.
+
+    Example: kpool docs list --tag hr
+    """
+    with _pool() as pool:
+        rows, next_cursor = pool.store.list_documents(limit=limit, cursor=cursor, tag=tag)
+    if as_json:
+        _print_json({"data": [_doc_dict(d) for d in rows], "next_cursor": next_cursor})
+        return
+    for doc in rows:
+        tags = f"  tags={','.join(doc.tags)}" if doc.tags else ""
+        groups = f"  groups={','.join(doc.groups)}" if doc.groups else ""
+        click.echo(f"{doc.id}  v{doc.version}  {doc.format:<8} {doc.title}{tags}{groups}")
+    if next_cursor:
+        click.echo(f"more: kpool docs list --cursor {next_cursor}")
+
+
+@docs.command("show")
+@click.argument("document_id")
+@click.option("--text", "with_text", is_flag=True, help="Also print the extracted text.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def docs_show(document_id: str, with_text: bool, as_json: bool) -> None:
+    """Show one document's metadata (and, with --text, its extracted text).
+
+    Example: kpool docs show doc_0123456789abcdef0123
+    """
+    with _pool() as pool:
+        doc = pool.store.get_document(document_id)
+        text = pool.store.get_content(document_id).text if with_text else None
+    data = _doc_dict(doc)
+    if text is not None:
+        data["text"] = text
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        if key != "text":
+            click.echo(f"{key}: {value}")
+    if text is not None:
+        click.echo("\n" + text)
+
+
+@docs.command("rm")
+@click.argument("document_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the removed documents as JSON.")
+def docs_rm(document_ids: tuple[str, ...], as_json: bool) -> None:
+    """Remove documents: from routing first, then their remote files.
+
+    Example: kpool docs rm doc_0123456789abcdef0123
+    """
+    removed = []
+    with _pool() as pool:
+        for document_id in document_ids:
+            doc = delete_document(pool, document_id)
+            removed.append({"id": doc.id, "title": doc.title, "file_id": doc.file_id})
+    if as_json:
+        _print_json({"removed": removed})
+        return
+    for item in removed:
+        click.echo(f"removed {item['id']} ({item['title']})")
+
+
+# --------------------------------------------------------------------------- reconcile, reindex
+
+
+@main.command()
+@click.option("--fix", is_flag=True, help="Re-upload missing files and delete orphans.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def reconcile(fix: bool, as_json: bool) -> None:
+    """Compare the pool with the Files backend: missing remote files and orphans.
+
+    Exits 1 when a difference remains. Example: kpool reconcile --fix
+    """
+    with _pool() as pool:
+        report = reconcile_pool(pool, fix=fix)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        click.echo(f"{report.documents} documents, {report.remote_files} remote files")
+        for missing in report.missing:
+            click.echo(f"missing: {missing.file_id} of {missing.source} ({missing.document_id})")
+        for orphan in report.orphans:
+            click.echo(f"orphan: {orphan.id} ({orphan.filename})")
+        for recent in report.recent:
+            click.echo(f"recent, not yet referenced (left alone): {recent.id} ({recent.filename})")
+        for line in report.fixed:
+            click.echo(f"fixed: {line}")
+        for line in report.errors:
+            click.echo(f"error: {line}")
+        if report.clean:
+            click.echo("in step")
+    if not report.clean:
+        sys.exit(1)
+
+
+@main.command("reindex")
+@click.option("--json", "as_json", is_flag=True, help="Print the count as JSON.")
+def reindex_command(as_json: bool) -> None:
+    """Rebuild every summary with the configured analyzer and BM25 parameters.
+
+    Needed after changing KPOOL_ANALYZER_* or KPOOL_BM25_*. Example: kpool reindex
+    """
+    with _pool(check_params=False) as pool:
+        count = reindex(pool)
+    if as_json:
+        _print_json({"reindexed": count})
+    else:
+        click.echo(f"reindexed {count} documents")
+
+
+# -------------------------------------------------------------------------------------- eval
+
+
+@main.command("eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to use.")
+@click.option("--top-k", "cutoffs", default="1,3,10", show_default=True, help="Recall cutoffs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def eval_command(dataset_dir: Path, split: str, cutoffs: str, as_json: bool) -> None:
+    """Measure routing on a BEIR-layout dataset in a throwaway local pool.
+
+    Example: kpool eval ../shared/data/scifact --json
+    """
+    from service.evaluation import evaluate, parse_cutoffs
+
+    settings = _settings()
+    metrics = evaluate(dataset_dir, split=split, cutoffs=parse_cutoffs(cutoffs), settings=settings)
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    for key, value in metrics.items():
+        click.echo(f"{key:<12} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""FastAPI dependencies: the settings and the open pool, injected, never global."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from indexing.pool import Pool
+from service.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_pool(request: Request) -> Pool:
+    pool: Pool = request.app.state.pool
+    return pool
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+PoolDep = Annotated[Pool, Depends(get_pool)]

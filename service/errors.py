@@ -1,0 +1,86 @@
+"""Turning the pool's exceptions into HTTP answers, in one place.
+
+Every error body is ``{"error": {"type": ..., "message": ...}}``; messages are the exceptions'
+own (written to be shown), never a stack trace, a key or document text.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from indexing import errors
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.PoolError], int] = {
+    errors.InvalidInput: 400,
+    errors.DocumentNotFound: 404,
+    errors.FileTooLarge: 413,
+    errors.UnsupportedFormat: 415,
+    errors.CorruptFile: 422,
+    errors.EmptyDocument: 422,
+    errors.IndexParamsMismatch: 503,
+    errors.ConfigurationError: 500,
+    errors.UpstreamAuthError: 502,
+    errors.RemoteFileMissing: 502,
+    errors.UpstreamUnavailable: 503,
+    errors.UpstreamTimeout: 504,
+    errors.UpstreamError: 502,
+}
+
+
+def status_for(exc: errors.PoolError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(kind: str, message: str, **extra: object) -> dict[str, object]:
+    return {"error": {"type": kind, "message": message, **extra}}
+
+
+async def _pool_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.PoolError)
+    headers = {}
+    if isinstance(exc, errors.UpstreamUnavailable):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+    return JSONResponse(error_body(exc.kind, str(exc)), status_for(exc), headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+    first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return JSONResponse(error_body("invalid_request", message, details=problems), 422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = "not_found" if exc.status_code == 404 else HTTPStatus(exc.status_code).phrase
+    kind = kind.lower().replace(" ", "_")
+    return JSONResponse(
+        error_body(kind, str(exc.detail)), exc.status_code, headers=exc.headers or None
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "the server hit an unexpected error; see its log"), 500
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.PoolError, _pool_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

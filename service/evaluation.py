@@ -1,0 +1,176 @@
+"""Routing quality on a BEIR-layout dataset (``corpus.jsonl``, ``queries.jsonl``,
+``qrels/<split>.tsv``), measured through the same ingest and ``route`` the service uses, in a
+throwaway pool with the local Files backend.
+
+Metrics: Recall@k = mean over queries of |relevant ∩ top k| / |relevant| (relevant: grade > 0);
+nDCG@10 as trec_eval computes it (gain = the grade, discount log2(rank + 1), ideal ordering from
+the judged grades); MRR@10 from the first relevant document.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from indexing.errors import InvalidInput
+from indexing.files import LocalFilesBackend
+from indexing.ingest import IngestRequest, ingest
+from indexing.pool import Pool
+from service.router import route
+from service.settings import Settings
+
+NDCG_DEPTH = 10
+MRR_DEPTH = 10
+
+
+def parse_cutoffs(text: str) -> list[int]:
+    try:
+        cutoffs = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError as exc:
+        raise InvalidInput(f"--top-k takes comma-separated integers, got {text!r}") from exc
+    if not cutoffs or cutoffs[0] < 1:
+        raise InvalidInput(f"--top-k takes positive integers, got {text!r}")
+    return cutoffs
+
+
+@dataclass(frozen=True)
+class Dataset:
+    corpus: list[dict[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidInput(f"{path}:{number}: not valid JSON") from exc
+
+
+def load_dataset(directory: Path, split: str = "test") -> Dataset:
+    """Read a BEIR dataset; only queries with at least one relevant document are kept."""
+    qrels_path = directory / "qrels" / f"{split}.tsv"
+    for needed in (directory / "corpus.jsonl", directory / "queries.jsonl", qrels_path):
+        if not needed.is_file():
+            raise InvalidInput(f"{directory} is not a BEIR dataset: {needed.name} is missing")
+    corpus = [
+        {"id": str(d["_id"]), "title": str(d.get("title") or ""), "text": str(d.get("text") or "")}
+        for d in _jsonl(directory / "corpus.jsonl")
+    ]
+    queries = {str(q["_id"]): str(q["text"]) for q in _jsonl(directory / "queries.jsonl")}
+    qrels: dict[str, dict[str, int]] = {}
+    with qrels_path.open(encoding="utf-8") as handle:
+        for row in csv.reader(handle, delimiter="\t"):
+            if len(row) < 3 or row[0] == "query-id":
+                continue
+            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+    qrels = {
+        q: rel for q, rel in qrels.items() if q in queries and any(g > 0 for g in rel.values())
+    }
+    return Dataset(corpus, queries, qrels)
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+
+def recall_at(ranked: Sequence[str], relevant: dict[str, int], k: int) -> float:
+    wanted = {d for d, grade in relevant.items() if grade > 0}
+    return len(wanted.intersection(ranked[:k])) / len(wanted) if wanted else 0.0
+
+
+def ndcg_at(ranked: Sequence[str], relevant: dict[str, int], k: int = NDCG_DEPTH) -> float:
+    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 1) for rank, doc in enumerate(ranked[:k], 1))
+    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(rank + 1) for rank, g in enumerate(ideal, 1))
+    return dcg / idcg if idcg else 0.0
+
+
+def mrr_at(ranked: Sequence[str], relevant: dict[str, int], k: int = MRR_DEPTH) -> float:
+    for rank, doc in enumerate(ranked[:k], 1):
+        if relevant.get(doc, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def summarise(
+    runs: dict[str, list[str]], qrels: dict[str, dict[str, int]], cutoffs: Iterable[int]
+) -> dict[str, Any]:
+    """Mean metrics over the queries in ``qrels``; keys as ``kpool eval --json`` prints them."""
+    ids = sorted(qrels)
+    n = len(ids)
+    metrics: dict[str, Any] = {"queries": n}
+    for k in cutoffs:
+        metrics[f"recall@{k}"] = _mean(recall_at(runs.get(q, []), qrels[q], k) for q in ids)
+    metrics["ndcg@10"] = _mean(ndcg_at(runs.get(q, []), qrels[q]) for q in ids)
+    metrics["mrr@10"] = _mean(mrr_at(runs.get(q, []), qrels[q]) for q in ids)
+    return metrics
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return round(sum(items) / len(items), 4) if items else 0.0
+
+
+# ---------------------------------------------------------------------------------------- run
+
+
+def build_pool(
+    corpus: list[dict[str, str]], settings: Settings, home: Path
+) -> tuple[Pool, dict[str, list[str]]]:
+    """Ingest the corpus into a fresh pool; returns it and document id → corpus ids."""
+    config = replace(settings.pool_config(), data_dir=home, database_url=None)
+    pool = Pool.open(config, LocalFilesBackend(home / "files"), load_index=False)
+    requests = [
+        IngestRequest(
+            source=doc["id"],
+            data=(doc["text"] or doc["title"] or doc["id"]).encode(),
+            filename=f"{doc['id']}.txt",
+            title=doc["title"] or doc["id"],
+        )
+        for doc in corpus
+    ]
+    with ThreadPoolExecutor(max_workers=2) as workers:
+        outcomes = list(workers.map(lambda r: ingest(pool, r), requests))
+    corpus_ids: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        if outcome.document_id is not None:
+            corpus_ids.setdefault(outcome.document_id, []).append(outcome.source)
+    pool.load_index()
+    return pool, corpus_ids
+
+
+def evaluate(
+    directory: Path, *, split: str = "test", cutoffs: Sequence[int] = (1, 3, 10), settings: Settings
+) -> dict[str, Any]:
+    dataset = load_dataset(directory, split)
+    depth = max(max(cutoffs), NDCG_DEPTH, MRR_DEPTH)
+    with tempfile.TemporaryDirectory(prefix="kpool-eval-") as tmp:
+        pool, corpus_ids = build_pool(dataset.corpus, settings, Path(tmp))
+        try:
+            runs = {
+                qid: _ranked_corpus_ids(pool, dataset.queries[qid], depth, corpus_ids)
+                for qid in dataset.qrels
+            }
+        finally:
+            pool.close()
+    return summarise(runs, dataset.qrels, cutoffs)
+
+
+def _ranked_corpus_ids(
+    pool: Pool, question: str, depth: int, corpus_ids: dict[str, list[str]]
+) -> list[str]:
+    result = route(pool, question, top_k=depth, explain=False)
+    ranked: list[str] = []
+    for doc in result.documents:
+        ranked.extend(corpus_ids.get(doc.document_id, []))
+    return ranked

@@ -1,0 +1,47 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from indexing.errors import PoolError
+from service.deps import PoolDep, SettingsDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONResponse:
+    """Store reachable, index loaded and Files backend reachable."""
+    checks: dict[str, str] = {}
+    try:
+        documents = pool.store.count_documents()
+        checks["store"] = "ok"
+    except Exception as exc:  # any driver error means "not ready", reported, not raised
+        documents = -1
+        checks["store"] = f"unavailable: {type(exc).__name__}"
+    checks["index"] = "ok" if pool.loaded else "loading"
+    try:
+        pool.backend.check()
+        checks["files_backend"] = "ok"
+    except PoolError as exc:
+        checks["files_backend"] = f"unavailable: {exc}"
+    body = {
+        "status": "ok" if all(v == "ok" for v in checks.values()) else "unavailable",
+        "checks": checks,
+        "documents": documents,
+        "indexed": len(pool.index),
+        "backend": settings.backend_name,
+    }
+    if body["status"] != "ok":
+        return JSONResponse(body, status_code=503)
+    return body

@@ -1,0 +1,47 @@
+"""``POST /v1/route``: the documents a question would be answered from, without a model call."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from service.deps import PoolDep, SettingsDep
+from service.router import route
+
+router = APIRouter(tags=["routing"])
+
+
+class RouteRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=4000)
+    top_k: int | None = Field(default=None, ge=1, le=100)
+    tags: list[str] | None = Field(default=None, max_length=20)
+    token_budget: int | None = Field(default=None, ge=1)
+
+
+class RoutedDocumentOut(BaseModel):
+    document_id: str
+    file_id: str
+    title: str
+    score: float
+    token_estimate: int
+    matched_terms: dict[str, float]
+
+
+class RouteResponse(BaseModel):
+    question: str
+    terms: list[str]
+    documents: list[RoutedDocumentOut]
+    token_estimate: int
+
+
+@router.post("/v1/route", response_model=RouteResponse)
+async def post_route(body: RouteRequest, pool: PoolDep, settings: SettingsDep) -> RouteResponse:
+    """Route a question to the best documents, with scores and matched terms."""
+    result = route(
+        pool,
+        body.question,
+        top_k=body.top_k or settings.top_k,
+        token_budget=body.token_budget or settings.token_budget,
+        tags=body.tags,
+    )
+    return RouteResponse.model_validate(result.as_dict())

@@ -1,0 +1,151 @@
+"""Every setting of the service, read once from the environment (``KPOOL_*``).
+
+One typed object, built by ``get_settings()`` and injected everywhere; tests build their own.
+A bad or contradictory value fails at start-up with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import Stemmer
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexing.analyzer import STOPWORD_SETS, AnalyzerParams
+from indexing.bm25 import VARIANTS, BM25Params
+from indexing.errors import ConfigurationError
+from indexing.extract import ExtractLimits
+from indexing.pool import PoolConfig
+
+FilesBackendName = Literal["auto", "local", "anthropic"]
+
+
+class Settings(BaseSettings):
+    """The service's configuration; the README's table lists each field and its variable."""
+
+    model_config = SettingsConfigDict(env_prefix="KPOOL_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".kpool"), description="Data directory of the pool.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data directory."
+    )
+    files_backend: FilesBackendName = Field(
+        default="auto", description="auto: anthropic when an API key is set, else local."
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "KPOOL_ANTHROPIC_API_KEY"),
+        description="Anthropic API key; its presence selects the anthropic backend.",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KPOOL_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
+        description="Anthropic API base URL (a proxy or a test server).",
+    )
+    anthropic_timeout: float = Field(default=60.0, gt=0, description="Seconds per API call.")
+    anthropic_max_retries: int = Field(
+        default=3, ge=0, le=10, description="SDK retries on 429/5xx."
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `kpool serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `kpool serve` binds to.")
+    top_k: int = Field(default=3, ge=1, le=100, description="Documents routed per question.")
+    token_budget: int = Field(
+        default=150_000, ge=1, description="Estimated tokens the routed documents may use."
+    )
+    bm25_variant: str = Field(default="lucene", description="lucene or okapi.")
+    bm25_k1: float = Field(default=1.2, ge=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
+    analyzer_stemmer: str = Field(default="english", description="Snowball stemmer, or none.")
+    analyzer_stopwords: str = Field(default="lucene-english", description="Stopword list.")
+    max_file_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, description="Largest file accepted for ingest."
+    )
+    max_pdf_pages: int = Field(default=2_000, ge=1, description="Most pages read from a PDF.")
+    ingest_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Parallel uploads in bulk ingest."
+    )
+    refresh_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the server picks up documents changed by other processes.",
+    )
+
+    @field_validator("bm25_variant")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        if value not in VARIANTS:
+            raise ValueError(f"must be one of {', '.join(sorted(VARIANTS))}")
+        return value
+
+    @field_validator("analyzer_stemmer")
+    @classmethod
+    def _known_stemmer(cls, value: str) -> str:
+        known = ["none", *Stemmer.algorithms()]
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(known)}")
+        return value
+
+    @field_validator("analyzer_stopwords")
+    @classmethod
+    def _known_stopwords(cls, value: str) -> str:
+        if value not in STOPWORD_SETS:
+            raise ValueError(f"must be one of {', '.join(sorted(STOPWORD_SETS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_has_key(self) -> Settings:
+        if self.files_backend == "anthropic" and self.anthropic_api_key is None:
+            raise ValueError(
+                "KPOOL_FILES_BACKEND=anthropic needs ANTHROPIC_API_KEY; "
+                "set it, or use KPOOL_FILES_BACKEND=local"
+            )
+        return self
+
+    @property
+    def backend_name(self) -> Literal["local", "anthropic"]:
+        if self.files_backend == "auto":
+            return "anthropic" if self.anthropic_api_key else "local"
+        return self.files_backend
+
+    def pool_config(self) -> PoolConfig:
+        return PoolConfig(
+            data_dir=self.home,
+            database_url=self.database_url,
+            analyzer=AnalyzerParams(
+                stemmer=self.analyzer_stemmer, stopwords=self.analyzer_stopwords
+            ),
+            bm25=BM25Params(k1=self.bm25_k1, b=self.bm25_b, variant=self.bm25_variant),
+            limits=ExtractLimits(max_bytes=self.max_file_bytes, max_pages=self.max_pdf_pages),
+        )
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with validation errors turned into a clear message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    loc = error.get("loc") or ()
+    name = str(loc[0]) if isinstance(loc, tuple) and loc else ""
+    variable = f"KPOOL_{name.upper()}" if name else "settings"
+    return f"{variable}: {error.get('msg')}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()
