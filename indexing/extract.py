@@ -236,7 +236,7 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-_ALLOWED_CONTROLS = frozenset("\t\n\r\f")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # Cc, less \t \n \f \r
 _MAX_CONTROL_RATIO = 0.05
 _CP1252_CHAOS_MARGIN = 0.1
 
@@ -308,12 +308,7 @@ def _guess(filename: str, data: bytes) -> _Decoded:
 
 
 def _control_ratio(text: str) -> float:
-    if not text:
-        return 0.0
-    controls = sum(
-        1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS
-    )
-    return controls / len(text)
+    return len(_CONTROL_CHARS.findall(text)) / len(text) if text else 0.0
 
 
 def _encoding_warnings(decoded: _Decoded) -> list[str]:
@@ -352,7 +347,8 @@ _MAX_FRONT_MATTER_DEPTH = 50
 def _extract_markdown(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     decoded = _decode_text(filename, data)
     front, body = _split_front_matter(filename, decoded.text)
-    parsed = _Parsed(text=_strip_template_tags(body), warnings=_encoding_warnings(decoded))
+    text = _strip_template_tags(body).lstrip("\n")
+    parsed = _Parsed(text=text, warnings=_encoding_warnings(decoded))
     if front is not None and not isinstance(front, dict):
         parsed.warnings.append("front matter is not a key/value mapping; ignored")
         front = None
@@ -446,8 +442,11 @@ def _declared_charset(head: bytes) -> str | None:
         name = codecs.lookup(match.group(1).decode("ascii")).name
     except LookupError:
         return None
-    # The tag was readable as ASCII, so a UTF-16/32 declaration is wrong (HTML spec: use UTF-8).
-    return "utf-8" if name.startswith(("utf-16", "utf-32")) else name
+    # The tag was readable as ASCII, so a UTF-16/32 declaration is wrong (HTML spec: use UTF-8);
+    # and browsers read "ISO-8859-1" and "ASCII" pages as Windows-1252, so we do too.
+    if name.startswith(("utf-16", "utf-32")):
+        return "utf-8"
+    return "cp1252" if name in ("iso8859-1", "latin-1", "ascii") else name
 
 
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "head", "svg"})
