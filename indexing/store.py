@@ -24,7 +24,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, event, func
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col, create_engine, select
 
 from indexing.errors import ConfigurationError, DocumentNotFound, InvalidInput
@@ -54,9 +53,7 @@ def sqlite_url(path: Path) -> str:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign-thread use."""
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=NullPool
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
@@ -224,16 +221,24 @@ class Store:
         source_prefix: str | None = None,
     ) -> tuple[list[Document], str | None]:
         """A page of documents ordered by id, and the cursor of the next page (or None)."""
-        query = select(Document).order_by(col(Document.id)).limit(limit + 1)
+        query = select(Document).order_by(col(Document.id))
         if cursor:
             query = query.where(col(Document.id) > decode_cursor(cursor))
         if source_prefix:
             query = query.where(col(Document.source).startswith(source_prefix, autoescape=True))
         with self.session() as session:
-            rows = list(session.exec(query))
-        if tag is not None:
-            # Tags are a JSON list; filtering in Python keeps one query for SQLite and PostgreSQL.
-            rows = [d for d in rows if tag in d.tags]
+            if tag is None:
+                rows = list(session.exec(query.limit(limit + 1)))
+            else:
+                # Tags are a JSON list; filtering in Python keeps one query for SQLite and
+                # PostgreSQL. Read on until limit + 1 rows match, so a page is never cut short
+                # by untagged documents.
+                rows = []
+                for doc in session.exec(query.execution_options(yield_per=500)):
+                    if tag in doc.tags:
+                        rows.append(doc)
+                        if len(rows) > limit:
+                            break
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1].id) if more and rows else None)
@@ -285,10 +290,12 @@ class Store:
             if old_file_id is not None and old_file_id != v.file_id:
                 session.exec(delete(Summary).where(col(Summary.file_id) == old_file_id))
                 session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a new version"))
-            session.merge(
-                Summary(file_id=v.file_id, document_id=doc.id, length=v.length, terms=v.terms)
-            )
-            session.merge(
+            summary = Summary(file_id=v.file_id, document_id=doc.id, length=v.length, terms=v.terms)
+            if created:
+                session.add(summary)
+            else:
+                session.merge(summary)
+            (session.add if created else session.merge)(
                 Content(
                     document_id=doc.id,
                     content_hash=v.content_hash,
