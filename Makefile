@@ -1,0 +1,45 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export KPOOL_HOME ?= .kpool
+
+.PHONY: run test test-fast lint sample-corpus clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.run-installed
+
+## run: create the environment, ingest the sample corpus, serve on 127.0.0.1:8000
+run: $(VENV)/.run-installed
+	$(BIN)/kpool ingest sample/corpus --manifest sample/manifest.csv
+	$(BIN)/kpool serve
+
+## test: create the environment and run the whole test suite
+test: $(VENV)/.dev-installed
+	$(BIN)/pytest
+
+## test-fast: the fast tier only (seconds)
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/pytest -m "not slow"
+
+## lint: what CI checks besides the tests
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## sample-corpus: regenerate the PDF and DOCX files of the sample corpus
+sample-corpus: $(VENV)/.dev-installed
+	$(BIN)/python scripts/make_sample_corpus.py
+
+clean:
+	rm -rf $(VENV) .kpool .pytest_cache .mypy_cache .ruff_cache
