@@ -16,6 +16,7 @@ import codecs
 import io
 import logging
 import re
+import threading
 import unicodedata
 import warnings
 import zipfile
@@ -677,9 +678,14 @@ if logging.getLogger("pypdf").level == logging.NOTSET:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
+# ``warnings.catch_warnings`` swaps process-wide state, so two threads inside it at once could
+# leave the filters wrong; PDF parsing holds the GIL anyway, so serialising it costs nothing.
+_PDF_LOCK = threading.Lock()
+
+
 def _extract_pdf(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     try:
-        with warnings.catch_warnings():
+        with _PDF_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return _read_pdf(filename, data, limits)
     except PoolError:
