@@ -259,12 +259,10 @@ class InvertedIndex:
         self._file_of_document[entry.document_id] = entry.file_id
         self._lengths.append(float(entry.length))
         self._alive.append(True)
-        for key in self._label_keys(entry):
-            self._label_array(key)
         for arr in self._labels.values():
             arr.append(False)
         for key in self._label_keys(entry):
-            self._labels[key].data[slot] = True
+            self._label_array(key).data[slot] = True
         self._total_length += entry.length
         self._n_alive += 1
         self._norm_cache = None
@@ -493,15 +491,18 @@ class InvertedIndex:
         slots = np.flatnonzero(candidates)
         if not len(slots):
             return []
-        # With a budget some winners may be skipped, so look a little deeper than k.
+        # With a budget some winners may be skipped, so look a little deeper than k first, and
+        # through every candidate only if that did not fill k.
         depth = top_k if budget is None else max(4 * top_k, 32)
-        if len(slots) > depth:
-            part = np.argpartition(-scores[slots], depth - 1)[:depth]
-            slots = slots[part]
-        order = np.lexsort((slots, -scores[slots]))
-        ordered = slots[order].tolist()
+        ordered = _best_first(scores, slots, depth)
         if budget is None:
             return ordered[:top_k]
+        chosen = self._within_budget(ordered, top_k, budget)
+        if len(chosen) < top_k and len(ordered) < len(slots):
+            chosen = self._within_budget(_best_first(scores, slots, len(slots)), top_k, budget)
+        return chosen
+
+    def _within_budget(self, ordered: list[int], top_k: int, budget: int) -> list[int]:
         chosen: list[int] = []
         spent = 0
         for slot in ordered:
@@ -537,3 +538,16 @@ class InvertedIndex:
                 tf = float(doc_tfs[at])
                 out[self._terms[tid]] = float(weight * tf * (k1 + 1.0) / (tf + norm))
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _best_first(scores: FloatArray, slots: np.ndarray, depth: int) -> list[int]:
+    """The ``depth`` best of ``slots`` (ascending), by score then slot: a tie at the cut goes to
+    the lower slot, so a shorter list is always a prefix of a longer one."""
+    if len(slots) > depth:
+        negated = -scores[slots]
+        kth = np.partition(negated, depth - 1)[depth - 1]
+        better = slots[negated < kth]
+        slots = np.concatenate([better, slots[negated == kth][: depth - len(better)]])
+    order = np.lexsort((slots, -scores[slots]))
+    ordered: list[int] = slots[order].tolist()
+    return ordered
