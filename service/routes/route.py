@@ -10,6 +10,8 @@ from service.router import route
 
 router = APIRouter(tags=["routing"])
 
+ANONYMOUS_GROUPS: list[str] = []
+
 
 class RouteRequest(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
@@ -43,5 +45,7 @@ async def post_route(body: RouteRequest, pool: PoolDep, settings: SettingsDep) -
         top_k=body.top_k or settings.top_k,
         token_budget=body.token_budget or settings.token_budget,
         tags=body.tags,
+        # Until callers carry an identity, HTTP callers see only documents open to everyone.
+        groups=ANONYMOUS_GROUPS,
     )
     return RouteResponse.model_validate(result.as_dict())
