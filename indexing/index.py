@@ -185,6 +185,7 @@ class InvertedIndex:
         with self._lock:
             self._remove_locked(entry.file_id)
             self._add_locked(entry)
+            self._maybe_compact()
 
     def replace(self, old_file_id: str | None, entry: IndexEntry) -> None:
         """Swap one version for another in a single step: readers see the old or the new."""
@@ -193,6 +194,7 @@ class InvertedIndex:
                 self._remove_locked(old_file_id)
             self._remove_locked(entry.file_id)
             self._add_locked(entry)
+            self._maybe_compact()
 
     def apply_documents(self, document_ids: Iterable[str], entries: Iterable[IndexEntry]) -> None:
         """Make the given documents look exactly like ``entries`` (absent ones are removed),
@@ -205,8 +207,7 @@ class InvertedIndex:
             for entry in entries:
                 self._remove_locked(entry.file_id)
                 self._add_locked(entry)
-            if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._n_alive):
-                self._compact_slots()
+            self._maybe_compact()
 
     def file_of(self, document_id: str) -> str | None:
         """The file id under which a document is indexed, if it is."""
@@ -216,8 +217,7 @@ class InvertedIndex:
         """Remove a document; returns whether it was present."""
         with self._lock:
             removed = self._remove_locked(file_id)
-            if removed and self._dead_slots() > max(_COMPACT_MIN_DEAD, self._n_alive):
-                self._compact_slots()
+            self._maybe_compact()
             return removed
 
     def bulk_load(self, entries: Iterable[IndexEntry]) -> None:
@@ -320,6 +320,11 @@ class InvertedIndex:
             if postings.stale >= 16 and 2 * postings.stale > postings.slots.n:
                 postings.drop_dead(alive)
         return True
+
+    def _maybe_compact(self) -> None:
+        """Renumber slots once dead ones outnumber the living (amortised O(1) per change)."""
+        if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._n_alive):
+            self._compact_slots()
 
     def _dead_slots(self) -> int:
         return len(self._entries) - self._n_alive

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from indexing.anthropic_client import make_client
-from indexing.files import AnthropicFilesBackend, FilesBackend, LocalFilesBackend
+from indexing.files import FilesBackend, LocalFilesBackend
 from indexing.pool import Pool
 from service.settings import Settings
 
@@ -12,6 +11,10 @@ def make_backend(settings: Settings) -> FilesBackend:
     """The local store by default; the Files API when an API key is configured."""
     if settings.backend_name == "local":
         return LocalFilesBackend(settings.home / "files")
+    # Imported here: the SDK takes seconds to import, and the local default never needs it.
+    from indexing.anthropic_client import make_client
+    from indexing.anthropic_files import AnthropicFilesBackend
+
     assert settings.anthropic_api_key is not None  # guaranteed by Settings validation
     client = make_client(
         api_key=settings.anthropic_api_key.get_secret_value(),

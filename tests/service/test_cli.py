@@ -1,0 +1,189 @@
+"""The kpool command line, run in-process against a pool in a temporary KPOOL_HOME."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from service.cli import main
+from tests.service.conftest import MANIFEST, SAMPLE
+
+
+@pytest.fixture
+def home(tmp_path: Path, sample_home: Path) -> Path:
+    target = tmp_path / "home"
+    shutil.copytree(sample_home, target)
+    return target
+
+
+def kpool(home: Path, *args: str, **env: str) -> Result:
+    runner = CliRunner()
+    return runner.invoke(main, list(args), env={"KPOOL_HOME": str(home), **env})
+
+
+def as_json(result: Result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_ingest_adds_then_leaves_unchanged(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    first = as_json(kpool(home, "ingest", str(SAMPLE), "--manifest", str(MANIFEST), "--json"))
+    assert first["summary"] == {
+        "added": 21,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "pruned": 0,
+    }
+    again = as_json(kpool(home, "ingest", str(SAMPLE), "--json"))
+    assert again["summary"]["unchanged"] == 21
+
+
+def test_ingest_exits_1_and_names_the_bad_file_while_the_rest_ingests(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Canteen policy\n\nLunch is served from noon.")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7\nnot really a pdf")
+    result = kpool(tmp_path / "home", "ingest", str(folder))
+    assert result.exit_code == 1
+    assert "broken.pdf" in result.stdout
+    assert "1 added" in result.stdout and "1 failed" in result.stdout
+
+
+def test_ingest_dry_run_changes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    report = as_json(kpool(home, "ingest", str(SAMPLE), "--dry-run", "--json"))
+    assert report["summary"]["added"] == 21
+    listing = as_json(kpool(home, "docs", "list", "--json"))
+    assert listing["data"] == []
+
+
+def test_route_prints_ranked_documents_with_matched_terms(home: Path) -> None:
+    result = kpool(home, "route", "how many days of annual leave can I carry over?")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("1. Annual Leave Policy")
+    assert "matched:" in result.stdout
+
+
+def test_route_json_has_scores_and_terms(home: Path) -> None:
+    body = as_json(kpool(home, "route", "expenses receipts for a client dinner", "--json"))
+    assert body["documents"][0]["title"] == "Expenses Policy"
+    assert body["documents"][0]["matched_terms"]
+
+
+def test_route_says_so_when_nothing_matches(home: Path) -> None:
+    result = kpool(home, "route", "xylophone quokka")
+    assert result.exit_code == 0
+    assert "No document" in result.stdout
+
+
+def test_docs_list_pages_with_a_cursor(home: Path) -> None:
+    first = as_json(kpool(home, "docs", "list", "--limit", "15", "--json"))
+    assert len(first["data"]) == 15 and first["next_cursor"]
+    second = as_json(
+        kpool(home, "docs", "list", "--limit", "15", "--cursor", first["next_cursor"], "--json")
+    )
+    assert len(second["data"]) == 6 and second["next_cursor"] is None
+    ids = [d["id"] for d in first["data"] + second["data"]]
+    assert len(set(ids)) == 21
+
+
+def test_docs_show_and_rm(home: Path) -> None:
+    listing = as_json(kpool(home, "docs", "list", "--tag", "travel", "--json"))
+    (travel,) = listing["data"]
+    shown = as_json(kpool(home, "docs", "show", travel["id"], "--text", "--json"))
+    assert shown["title"] == "Business Travel Policy"
+    assert shown["page_count"] >= 2 and "travel" in shown["text"].lower()
+    assert kpool(home, "docs", "rm", travel["id"]).exit_code == 0
+    routed = as_json(kpool(home, "route", "business travel flights booking", "--json"))
+    assert travel["id"] not in {d["document_id"] for d in routed["documents"]}
+    missing = kpool(home, "docs", "show", travel["id"])
+    assert missing.exit_code == 1
+    assert "no document with id" in missing.output
+    assert "Traceback" not in missing.output
+
+
+def test_reconcile_finds_and_fixes_a_missing_remote_file(home: Path) -> None:
+    assert kpool(home, "reconcile").exit_code == 0
+    listing = as_json(kpool(home, "docs", "list", "--limit", "1", "--json"))
+    file_id = listing["data"][0]["file_id"]
+    for path in (home / "files").glob(f"{file_id}.*"):
+        path.unlink()
+    report = kpool(home, "reconcile", "--json")
+    assert report.exit_code == 1
+    assert json.loads(report.stdout)["missing"][0]["file_id"] == file_id
+    fixed = as_json(kpool(home, "reconcile", "--fix", "--json"))
+    assert fixed["missing"] == [] and fixed["fixed"]
+    assert kpool(home, "reconcile").exit_code == 0
+
+
+def test_changed_bm25_settings_stop_with_a_message_until_reindex(home: Path) -> None:
+    refused = kpool(home, "route", "annual leave", KPOOL_BM25_K1="1.5")
+    assert refused.exit_code == 1
+    assert "bm25.k1: pool has 1.2, configured 1.5" in refused.output
+    assert "kpool reindex" in refused.output
+    assert as_json(kpool(home, "reindex", "--json", KPOOL_BM25_K1="1.5")) == {"reindexed": 21}
+    assert kpool(home, "route", "annual leave", KPOOL_BM25_K1="1.5").exit_code == 0
+
+
+def test_invalid_setting_names_the_variable(home: Path) -> None:
+    result = kpool(home, "route", "annual leave", KPOOL_TOP_K="0")
+    assert result.exit_code == 1
+    assert "KPOOL_TOP_K" in result.output
+
+
+def test_eval_prints_exactly_the_documented_keys(tmp_path: Path) -> None:
+    dataset = tmp_path / "beir"
+    (dataset / "qrels").mkdir(parents=True)
+    corpus = [
+        {"_id": "d1", "title": "Annual leave", "text": "Staff get 25 days of annual leave."},
+        {"_id": "d2", "title": "Expenses", "text": "Keep receipts for every expense claim."},
+        {"_id": "d3", "title": "Travel", "text": "Book flights through the travel desk."},
+    ]
+    queries = [{"_id": "q1", "text": "how many leave days"}, {"_id": "q2", "text": "receipts"}]
+    (dataset / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
+    (dataset / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    (dataset / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n"
+    )
+    result = kpool(tmp_path / "unused", "eval", str(dataset), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "queries": 2,
+        "recall@1": 1.0,
+        "recall@3": 1.0,
+        "recall@10": 1.0,
+        "ndcg@10": 1.0,
+        "mrr@10": 1.0,
+    }
+
+
+def test_eval_rejects_a_folder_that_is_not_a_beir_dataset(tmp_path: Path) -> None:
+    result = kpool(tmp_path / "unused", "eval", str(tmp_path))
+    assert result.exit_code == 1
+    assert "corpus.jsonl is missing" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["ingest"],
+        ["route"],
+        ["docs", "list"],
+        ["docs", "show"],
+        ["docs", "rm"],
+        ["reconcile"],
+        ["reindex"],
+        ["eval"],
+    ],
+)
+def test_every_command_has_help_with_an_example(command: list[str], tmp_path: Path) -> None:
+    result = kpool(tmp_path, *command, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.stdout

@@ -1,0 +1,97 @@
+"""`kpool serve` as a user runs it: a real process on a real port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+KPOOL = [sys.executable, "-m", "service.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.communicate()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server did not come up")
+
+
+@pytest.fixture
+def served(tmp_path: Path, sample_home: Path) -> Iterator[str]:
+    home = tmp_path / "home"
+    shutil.copytree(sample_home, home)
+    port = free_port()
+    env = {**os.environ, "KPOOL_HOME": str(home), "KPOOL_PORT": str(port)}
+    env.pop("ANTHROPIC_API_KEY", None)
+    process = subprocess.Popen(
+        [*KPOOL, "serve"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/healthz", process)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_served_pool_routes_over_http(served: str) -> None:
+    assert httpx.get(f"{served}/readyz").json()["status"] == "ok"
+    response = httpx.post(
+        f"{served}/v1/route", json={"question": "Can I work from home three days a week?"}
+    )
+    assert response.status_code == 200
+    assert response.json()["documents"][0]["title"] == "Remote and Hybrid Working Policy"
+
+
+def test_serve_refuses_a_pool_indexed_with_other_parameters(
+    tmp_path: Path, sample_home: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(sample_home, home)
+    env = {**os.environ, "KPOOL_HOME": str(home), "KPOOL_BM25_B": "0.5"}
+    done = subprocess.run(
+        [*KPOOL, "serve", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "bm25.b: pool has 0.75, configured 0.5" in done.stderr
+    assert "Traceback" not in done.stderr
