@@ -140,10 +140,12 @@ def walk(roots: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[tuple[str
     """Files to ingest as (root, file) pairs, and (path, reason) for what was skipped.
 
     Hidden files and folders are skipped; symbolic links are followed only while they stay
-    inside the root they were found under.
+    inside the root they were found under, and a folder is walked once however many links
+    lead to it (a link back up the tree would otherwise be walked until the OS gives up).
     """
     found: list[tuple[Path, Path]] = []
     skipped: list[tuple[str, str]] = []
+    walked: set[Path] = set()
     for given in roots:
         if not given.exists():
             raise InvalidInput(f"{given}: no such file or directory")
@@ -151,12 +153,19 @@ def walk(roots: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[tuple[str
         if root.is_file():
             found.append((root.parent, root))
             continue
-        for path in _walk_dir(root, root, skipped):
+        for path in _walk_dir(root, root, skipped, walked):
             found.append((root, path))
     return found, skipped
 
 
-def _walk_dir(root: Path, folder: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
+def _walk_dir(
+    root: Path, folder: Path, skipped: list[tuple[str, str]], walked: set[Path]
+) -> Iterator[Path]:
+    real = folder.resolve()
+    if real in walked:
+        skipped.append((str(folder), f"folder already walked as {real}"))
+        return
+    walked.add(real)
     try:
         children = sorted(folder.iterdir())
     except OSError as exc:
@@ -171,7 +180,7 @@ def _walk_dir(root: Path, folder: Path, skipped: list[tuple[str, str]]) -> Itera
                 skipped.append((str(child), f"symbolic link leads outside {root}"))
                 continue
         if child.is_dir():
-            yield from _walk_dir(root, child, skipped)
+            yield from _walk_dir(root, child, skipped, walked)
         elif child.is_file():
             yield child
 

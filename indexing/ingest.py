@@ -21,7 +21,9 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
@@ -49,7 +51,12 @@ PDF_PAGE_TOKENS = 1_500
 #: Characters per token, a conservative average for English prose.
 CHARS_PER_TOKEN = 4.0
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+def owner() -> str:
+    """``host:pid`` of this process, for upload intents. Read at each call, not at import: a
+    worker forked after import must not record its parent's pid, or ``recover`` would think
+    the worker's abandoned uploads still have a live owner."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -103,16 +110,46 @@ def estimate_tokens(extracted: Extracted) -> int:
     return math.ceil(len(extracted.text) / CHARS_PER_TOKEN) + PDF_PAGE_TOKENS * pages
 
 
+class _KeyedLocks:
+    """One lock per key, forgotten once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                users = self._locks[key][1] - 1
+                if users:
+                    self._locks[key] = (lock, users)
+                else:
+                    del self._locks[key]
+
+
+#: Ingests of identical bytes take turns within a process, so that of two copies in one
+#: concurrent bulk run the second finds the first as its twin instead of both being added.
+_same_content = _KeyedLocks()
+
+
 def ingest(pool: Pool, request: IngestRequest, *, dry_run: bool = False) -> Outcome:
     """Add, update or leave alone one document; never raises for a bad file (see ``reason``)."""
+    digest = content_hash(request.data)
     try:
-        return _ingest(pool, request, dry_run=dry_run)
+        with _same_content.hold(digest):
+            return _ingest(pool, request, digest, dry_run=dry_run)
     except PoolError as exc:
         return Outcome(request.source, "failed", reason=str(exc))
 
 
-def _ingest(pool: Pool, request: IngestRequest, *, dry_run: bool) -> Outcome:
-    digest = content_hash(request.data)
+def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
     existing = pool.store.find_document(source=request.source)
     if existing is not None and existing.content_hash == digest:
         return _metadata_only(pool, existing, request, dry_run=dry_run)
@@ -225,7 +262,7 @@ def _upload(
     """Upload behind a committed intent; the commit that adopts the file clears the intent."""
     filename, data, mime_type = upload_payload(request.name, request.data, extracted)
     intent_id = pool.store.record_intent(
-        source=request.source, filename=filename, content_hash=digest, owner=OWNER
+        source=request.source, filename=filename, content_hash=digest, owner=owner()
     )
     try:
         remote = pool.backend.upload(filename=filename, data=data, mime_type=mime_type)
@@ -268,7 +305,7 @@ def reupload(pool: Pool, document_id: str) -> str:
         raise DocumentNotFound(f"document {document_id!r} has no remote file")
     data = content.original if doc.mime_type == "application/pdf" else content.text.encode()
     intent_id = pool.store.record_intent(
-        source=doc.source, filename=doc.filename, content_hash=doc.content_hash, owner=OWNER
+        source=doc.source, filename=doc.filename, content_hash=doc.content_hash, owner=owner()
     )
     remote = pool.backend.upload(filename=doc.filename, data=data, mime_type=doc.mime_type)
     pool.store.set_intent_file(intent_id=intent_id, file_id=remote.id)

@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, delete, event, func
+from sqlalchemy import Engine, delete, event, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, create_engine, select
@@ -40,6 +40,8 @@ from indexing.models import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The PostgreSQL advisory lock that orders the pool's writers (any constant all processes share).
+WRITE_LOCK_KEY = 0x6B706F6F6C  # "kpool"
 
 
 def new_document_id() -> str:
@@ -162,6 +164,13 @@ class Store:
             lock.acquire()
         try:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                if self.engine.dialect.name == "postgresql":
+                    # Change-log seqs come from a sequence, handed out before commit: two
+                    # writers could commit seq n+1 before n, and a refresh in between would skip
+                    # n for good. Writers therefore commit one at a time, as on SQLite.
+                    session.connection().execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                    )
                 yield session
         finally:
             if lock is not None:
@@ -234,11 +243,12 @@ class Store:
                 # PostgreSQL. Read on until limit + 1 rows match, so a page is never cut short
                 # by untagged documents.
                 rows = []
-                for doc in session.exec(query.execution_options(yield_per=500)):
-                    if tag in doc.tags:
-                        rows.append(doc)
-                        if len(rows) > limit:
-                            break
+                with session.exec(query.execution_options(yield_per=500)) as stream:
+                    for doc in stream:
+                        if tag in doc.tags:
+                            rows.append(doc)
+                            if len(rows) > limit:
+                                break
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1].id) if more and rows else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.cli import ingest  # noqa: E402
+from service.cli import ingest
 
 if __name__ == "__main__":
     ingest(prog_name="bulk_ingest.py")

@@ -1,0 +1,391 @@
+"""Ingest on SQLite and PostgreSQL, through the local store and the fake Files API.
+
+What a user sees: same bytes again changes nothing, changed bytes swap in a new version and the
+old remote file goes, routing always sees exactly the current version, and a failure upstream
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anthropic
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from indexing.analyzer import AnalyzerParams
+from indexing.bm25 import BM25Params
+from indexing.errors import IndexParamsMismatch
+from indexing.files import AnthropicFilesBackend, FilesBackend, RemoteFile
+from indexing.ingest import (
+    IngestRequest,
+    Outcome,
+    delete_document,
+    ingest,
+    recover,
+    reindex,
+    reupload,
+)
+from indexing.models import Content, Summary
+from indexing.pool import Pool
+from tests.factories import make_docx, make_pdf
+from tests.fakes.anthropic_server import FakeAnthropic
+
+OpenPool = Callable[..., Pool]
+
+both_backends = pytest.mark.parametrize("files_backend", ["local", "anthropic"], indirect=True)
+fake_files_api = pytest.mark.parametrize("files_backend", ["anthropic"], indirect=True)
+
+LEAVE = "Annual leave: staff may carry over five days of unused leave into the next year."
+LEAVE_V2 = "Annual leave: unused leave days expire at the end of the year; none carry over."
+TRAVEL = "Travel expenses: keep every receipt and claim within thirty days of the trip."
+
+
+def add(pool: Pool, source: str, text: str, **metadata: Any) -> Outcome:
+    return ingest(pool, IngestRequest(source=source, data=text.encode(), **metadata))
+
+
+def routed(pool: Pool, question: str) -> list[str]:
+    """File ids routing would send for ``question``, best first."""
+    hits = pool.index.search(pool.analyzer.terms(question), top_k=10)
+    return [hit.entry.file_id for hit in hits]
+
+
+def remote_ids(backend: FilesBackend) -> set[str]:
+    return {f.id for f in backend.list()}
+
+
+def uploads(fake: FakeAnthropic) -> list[str | None]:
+    """Filenames of every upload the fake received, in order."""
+    return [
+        part.filename
+        for r in fake.requests_to("POST", "/v1/files")
+        if (part := r.part("file")) is not None
+    ]
+
+
+def summary_count(pool: Pool) -> int:
+    with pool.store.session() as session:
+        return int(session.exec(select(func.count()).select_from(Summary)).one())
+
+
+def content_count(pool: Pool) -> int:
+    with pool.store.session() as session:
+        return int(session.exec(select(func.count()).select_from(Content)).one())
+
+
+@dataclass
+class WatchedBackend:
+    """A real backend that notes, at each delete, whether routing or the store still used it."""
+
+    inner: FilesBackend
+    pool: Pool | None = None
+    deletes: list[tuple[str, bool, bool]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def upload(self, *, filename: str, data: bytes, mime_type: str) -> RemoteFile:
+        return self.inner.upload(filename=filename, data=data, mime_type=mime_type)
+
+    def delete(self, file_id: str) -> bool:
+        assert self.pool is not None
+        routable = file_id in self.pool.index
+        stored = self.pool.store.find_document(file_id=file_id) is not None
+        self.deletes.append((file_id, routable, stored))
+        return self.inner.delete(file_id)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def watched(open_pool: OpenPool, files_backend: FilesBackend) -> WatchedBackend:
+    backend = WatchedBackend(files_backend)
+    backend.pool = open_pool(backend=backend)
+    return backend
+
+
+# ------------------------------------------------------------------------- add, again, change
+
+
+@both_backends
+def test_same_bytes_again_is_unchanged_and_uploads_nothing(
+    pool: Pool, files_backend: FilesBackend
+) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE)
+    remote_before = remote_ids(files_backend)
+
+    again = add(pool, "/docs/leave.md", LEAVE)
+
+    assert first.status == "added" and first.file_id is not None
+    assert (again.status, again.document_id, again.file_id) == (
+        "unchanged",
+        first.document_id,
+        first.file_id,
+    )
+    assert remote_ids(files_backend) == remote_before == {first.file_id}
+    assert routed(pool, "carry over leave") == [first.file_id]
+
+
+@both_backends
+def test_changed_bytes_swap_in_a_new_version_and_delete_the_old_file(
+    watched: WatchedBackend,
+) -> None:
+    pool = watched.pool
+    assert pool is not None
+    first = add(pool, "/docs/leave.md", LEAVE)
+
+    second = add(pool, "/docs/leave.md", LEAVE_V2)
+
+    assert (second.status, second.document_id) == ("updated", first.document_id)
+    assert second.file_id not in (None, first.file_id)
+    assert pool.store.get_document(first.document_id or "").version == 2
+    assert remote_ids(watched.inner) == {second.file_id}
+    assert routed(pool, "leave") == [second.file_id]
+    assert routed(pool, "expire") == [second.file_id]
+    assert {e.file_id for e in pool.index.entries()} == {second.file_id}
+    # The old file was deleted only once routing and the store had let go of it.
+    assert watched.deletes == [(first.file_id, False, False)]
+    assert pool.store.retired_files() == []
+
+
+@both_backends
+def test_changed_tags_update_metadata_without_an_upload(
+    pool: Pool, files_backend: FilesBackend
+) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE, tags=["hr"])
+    remote_before = remote_ids(files_backend)
+
+    second = add(pool, "/docs/leave.md", LEAVE, tags=["hr", "policy"])
+
+    assert (second.status, second.reason) == ("updated", "metadata changed")
+    assert second.file_id == first.file_id
+    assert remote_ids(files_backend) == remote_before
+    assert pool.store.get_document(first.document_id or "").tags == ["hr", "policy"]
+    assert pool.index.search(pool.analyzer.terms("leave"), top_k=5, tags=["policy"])
+
+
+@both_backends
+def test_the_same_bytes_under_another_source_are_a_twin_not_a_new_document(
+    pool: Pool, files_backend: FilesBackend
+) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE)
+
+    twin = add(pool, "/archive/leave-copy.md", LEAVE)
+
+    assert twin.status == "unchanged"
+    assert twin.reason == "same content as /docs/leave.md"
+    assert (twin.document_id, twin.file_id) == (first.document_id, first.file_id)
+    assert pool.store.count_documents() == 1
+    assert remote_ids(files_backend) == {first.file_id}
+
+
+@both_backends
+def test_delete_stops_routing_before_the_remote_file_goes(watched: WatchedBackend) -> None:
+    pool = watched.pool
+    assert pool is not None
+    leave = add(pool, "/docs/leave.md", LEAVE)
+    travel = add(pool, "/docs/travel.md", TRAVEL)
+
+    delete_document(pool, leave.document_id or "")
+
+    assert routed(pool, "leave") == []
+    assert routed(pool, "receipt") == [travel.file_id]
+    assert remote_ids(watched.inner) == {travel.file_id}
+    assert watched.deletes == [(leave.file_id, False, False)]
+    assert pool.store.retired_files() == []
+
+
+@both_backends
+def test_reupload_after_the_remote_file_vanished_gives_a_new_file_that_routing_follows(
+    pool: Pool,
+    files_backend: FilesBackend,
+    remove_remote: Callable[[FilesBackend, str], None],
+) -> None:
+    leave = add(pool, "/docs/leave.md", LEAVE)
+    assert leave.file_id is not None
+    remove_remote(files_backend, leave.file_id)
+
+    new_id = reupload(pool, leave.document_id or "")
+
+    assert new_id != leave.file_id
+    assert pool.store.get_document(leave.document_id or "").file_id == new_id
+    assert remote_ids(files_backend) == {new_id}
+    assert routed(pool, "carry over leave") == [new_id]
+    assert pool.store.intents() == [] and pool.store.retired_files() == []
+
+
+@both_backends
+def test_a_second_pool_on_the_same_database_follows_the_change_log(open_pool: OpenPool) -> None:
+    writer, reader = open_pool(), open_pool()
+
+    leave = add(writer, "/docs/leave.md", LEAVE)
+    assert routed(reader, "leave") == []
+    assert reader.refresh() == 1
+    assert routed(reader, "leave") == [leave.file_id]
+
+    updated = add(writer, "/docs/leave.md", LEAVE_V2, tags=["hr"])
+    reader.refresh()
+    assert routed(reader, "leave") == [updated.file_id]
+    assert reader.index.search(reader.analyzer.terms("leave"), top_k=5, tags=["hr"])
+
+    delete_document(writer, leave.document_id or "")
+    reader.refresh()
+    assert routed(reader, "leave") == []
+    assert len(reader.index) == 0
+
+
+# ------------------------------------------------------------------------ index parameters
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"bm25": BM25Params(k1=1.5)}, "bm25.k1: pool has 1.2, configured 1.5"),
+        ({"bm25": BM25Params(b=0.5)}, "bm25.b: pool has 0.75, configured 0.5"),
+        ({"bm25": BM25Params(variant="okapi")}, "bm25.variant: pool has 'lucene'"),
+        ({"analyzer": AnalyzerParams(stopwords="none")}, "analyzer.stopwords"),
+    ],
+    ids=["k1", "b", "variant", "stopwords"],
+)
+def test_opening_with_other_index_parameters_names_the_difference(
+    open_pool: OpenPool, changed: dict[str, object], named: str
+) -> None:
+    add(open_pool(), "/docs/leave.md", LEAVE)
+
+    with pytest.raises(IndexParamsMismatch) as raised:
+        open_pool(**changed)
+
+    assert named in str(raised.value)
+    assert "kpool reindex" in str(raised.value)
+
+
+def test_reindex_rebuilds_summaries_and_adopts_the_new_parameters(open_pool: OpenPool) -> None:
+    leave = add(open_pool(), "/docs/leave.md", "The leave policy. " + LEAVE)
+    no_stopwords = AnalyzerParams(stopwords="none")
+
+    rebuilding = open_pool(analyzer=no_stopwords, check_params=False)
+    assert reindex(rebuilding) == 1
+
+    reopened = open_pool(analyzer=no_stopwords)
+    entry = reopened.index.get(leave.file_id or "")
+    assert entry is not None and entry.term_freqs["the"] >= 1
+    with pytest.raises(IndexParamsMismatch, match=r"analyzer\.stopwords"):
+        open_pool()
+
+
+# ----------------------------------------------------------------- through the fake Files API
+
+
+def docx_bytes() -> bytes:
+    return make_docx([("Heading 1", "Onboarding"), "Laptops are issued on the first day."])
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "mime_type"),
+    [
+        ("handbook.pdf", make_pdf(["Expenses are reimbursed monthly."]), "application/pdf"),
+        ("leave.md", b"# Leave\n\nStaff may carry over five days.\n", "text/plain"),
+        ("travel.txt", b"Keep every receipt for travel.\n", "text/plain"),
+        (
+            "security.html",
+            b"<html><head><title>Security</title></head><body><p>Lock your screen.</p></body>",
+            "text/plain",
+        ),
+        ("onboarding.docx", docx_bytes(), "text/plain"),
+    ],
+    ids=["pdf", "md", "txt", "html", "docx"],
+)
+@fake_files_api
+def test_upload_sends_the_original_filename_with_the_mime_type_documents_need(
+    pool: Pool, fake_anthropic: FakeAnthropic, filename: str, data: bytes, mime_type: str
+) -> None:
+    outcome = ingest(pool, IngestRequest(source=f"/docs/{filename}", data=data))
+
+    assert outcome.status == "added", outcome.reason
+    [request] = fake_anthropic.requests_to("POST", "/v1/files")
+    part = request.part("file")
+    assert part is not None
+    assert (part.filename, part.content_type) == (filename, mime_type)
+    assert fake_anthropic.files[outcome.file_id or ""].mime_type == mime_type
+
+
+@fake_files_api
+def test_the_backend_lists_every_page(
+    open_pool: OpenPool, anthropic_client: anthropic.Anthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    backend = AnthropicFilesBackend(anthropic_client, list_page_size=2)
+    pool = open_pool(backend=backend)
+    added = {add(pool, f"/docs/{n}.md", f"Policy number {n}: {TRAVEL}").file_id for n in range(5)}
+
+    listed = remote_ids(backend)
+
+    assert listed == added
+    pages = fake_anthropic.requests_to("GET", "/v1/files")
+    assert len(pages) == 3
+    assert [("page" in p.query) for p in pages] == [False, True, True]
+
+
+@pytest.mark.parametrize("status", [429, 529, 500])
+@fake_files_api
+def test_transient_upstream_errors_are_retried_and_the_ingest_succeeds(
+    pool: Pool, fake_anthropic: FakeAnthropic, status: int
+) -> None:
+    fake_anthropic.fail_next(2, status, method="POST", path_prefix="/v1/files")
+
+    outcome = add(pool, "/docs/leave.md", LEAVE)
+
+    assert outcome.status == "added", outcome.reason
+    attempts = fake_anthropic.requests_to("POST", "/v1/files")
+    assert [r.retry_count for r in attempts] == [0, 1, 2]
+    assert set(fake_anthropic.files) == {outcome.file_id}
+    assert routed(pool, "leave") == [outcome.file_id]
+
+
+@fake_files_api
+def test_a_persistent_overload_fails_cleanly_and_recover_removes_a_late_upload(
+    pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.fail_next(10, 529, method="POST", path_prefix="/v1/files")
+
+    outcome = add(pool, "/docs/leave.md", LEAVE)
+
+    assert outcome.status == "failed"
+    assert "unavailable" in outcome.reason and "529" in outcome.reason
+    assert len(fake_anthropic.requests_to("POST", "/v1/files")) == 4  # 1 try + 3 SDK retries
+    assert pool.store.count_documents() == 0
+    assert (summary_count(pool), content_count(pool), len(pool.index)) == (0, 0, 0)
+    [intent] = pool.store.intents()
+    assert (intent.source, intent.file_id) == ("/docs/leave.md", None)
+
+    # The upload may have landed upstream without our hearing of it: once the intent is past
+    # its grace period, recover finds the file by name and deletes it.
+    landed = fake_anthropic.put_file(filename="leave.md", data=b"x", mime_type="text/plain")
+    later = datetime.now(UTC) + timedelta(seconds=pool.config.intent_grace_seconds + 60)
+    report = recover(pool, now=later)
+
+    assert report.abandoned_uploads == [landed.id]
+    assert fake_anthropic.files == {}
+    assert pool.store.intents() == []
+
+
+@fake_files_api
+def test_a_rejected_upload_fails_with_the_reason_and_drops_its_intent(
+    pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.fail_next(
+        1, 400, method="POST", path_prefix="/v1/files", message="file: unsupported content"
+    )
+
+    outcome = add(pool, "/docs/leave.md", LEAVE)
+
+    assert outcome.status == "failed"
+    assert "file: unsupported content" in outcome.reason
+    assert pool.store.count_documents() == 0
+    assert pool.store.intents() == []
