@@ -236,12 +236,3 @@ class LocalFilesBackend:
             raise UpstreamUnavailable(
                 f"The local files store at {self.root} is missing or not writable."
             )
-
-
-def __getattr__(name: str) -> Any:
-    # Older imports of the SDK-backed backend from this module keep working.
-    if name == "AnthropicFilesBackend":
-        from indexing.anthropic_files import AnthropicFilesBackend
-
-        return AnthropicFilesBackend
-    raise AttributeError(name)

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from indexing.files import AnthropicFilesBackend, FilesBackend, LocalFilesBackend
+from indexing.anthropic_files import AnthropicFilesBackend
+from indexing.files import FilesBackend, LocalFilesBackend
 from indexing.pool import Pool, PoolConfig
 from indexing.store import make_engine, sqlite_url
 

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from indexing.anthropic_client import make_client
+from indexing.anthropic_files import AnthropicFilesBackend
 from indexing.bulk import bulk_ingest
-from indexing.files import AnthropicFilesBackend, FilesBackend, RemoteFile
+from indexing.files import FilesBackend, RemoteFile
 from indexing.pool import Pool, PoolConfig
 
 

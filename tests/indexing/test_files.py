@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from indexing.anthropic_client import make_client
+from indexing.anthropic_files import AnthropicFilesBackend
 from indexing.errors import (
     ConfigurationError,
     FileTooLarge,
@@ -23,7 +24,7 @@ from indexing.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from indexing.files import AnthropicFilesBackend, FilesBackend, LocalFilesBackend, RemoteFile
+from indexing.files import FilesBackend, LocalFilesBackend, RemoteFile
 from tests.fakes.anthropic_server import FakeAnthropic
 
 PDF = ("leave-policy.pdf", b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF\n", "application/pdf")

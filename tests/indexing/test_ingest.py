@@ -18,9 +18,10 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from indexing.analyzer import AnalyzerParams
+from indexing.anthropic_files import AnthropicFilesBackend
 from indexing.bm25 import BM25Params
 from indexing.errors import IndexParamsMismatch
-from indexing.files import AnthropicFilesBackend, FilesBackend, RemoteFile
+from indexing.files import FilesBackend, RemoteFile
 from indexing.ingest import (
     IngestRequest,
     Outcome,
