@@ -35,7 +35,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -250,6 +250,10 @@ def api_route(fake: FakeAnthropic, path: str, handler: Handler, methods: list[st
             response = await _pipeline(fake, request, request_id, handler)
         except ApiError as err:
             response = error_response(err, request_id)
+        except ClientDisconnect:
+            # The client died mid-request (a test killed it): its event, not a bug of ours.
+            fake._count_disconnect()
+            return Response(status_code=499)
         except Exception as exc:  # a bug in the fake: make it loud, and not retried
             fake._record_internal_error(exc)
             bug = ApiError(500, f"fake server bug: {exc!r}", headers={"x-should-retry": "false"})
@@ -364,8 +368,15 @@ class FakeAnthropic:
     internal_errors: list[BaseException] = field(default_factory=list)
     generation: int = 0
     _failures: list[_Failure] = field(default_factory=list)
+    disconnects: int = 0
     _seq: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def uploads_stored(self) -> int:
+        """How many uploads were ever stored (deleted ones included)."""
+        with self._lock:
+            return self._seq
 
     # ---- test controls ------------------------------------------------------------------
 
@@ -444,6 +455,10 @@ class FakeAnthropic:
     def _record(self, recorded: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(recorded)
+
+    def _count_disconnect(self) -> None:
+        with self._lock:
+            self.disconnects += 1
 
     def _record_internal_error(self, exc: BaseException) -> None:
         with self._lock:

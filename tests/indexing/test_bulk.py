@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import ClientDisconnect
 
 from indexing.bulk import BulkReport, bulk_ingest
 from indexing.extract import ExtractLimits
@@ -465,14 +464,6 @@ def write_corpus(root: Path, version: int) -> dict[str, str]:
     return hashes
 
 
-def forget_disconnects(fake: FakeAnthropic) -> None:
-    """A client killed while sending a body makes the fake's body read raise ClientDisconnect,
-    which it counts as a crash of its own. Here that is the point of the test: forget them."""
-    fake.internal_errors[:] = [
-        e for e in fake.internal_errors if not isinstance(e, ClientDisconnect)
-    ]
-
-
 def uploads_received(fake: FakeAnthropic) -> int:
     return len(fake.requests_to("POST", "/v1/files"))
 
@@ -493,7 +484,7 @@ def test_a_killed_bulk_ingest_converges_on_the_next_run(
         assert bulk_ingest(pool, [root]).counts["added"] == CORPUS_SIZE
     expected = write_corpus(root, version=2 if crash.updating else 1)
     uploads_before = uploads_received(fake_anthropic)
-    stored_before = fake_anthropic._seq
+    stored_before = fake_anthropic.uploads_stored
     fake_anthropic.upload_delay = 0.1
 
     job = {
@@ -513,12 +504,15 @@ def test_a_killed_bulk_ingest_converges_on_the_next_run(
     kill_when = enough_uploads if crash.kill_after_uploads is not None else None
     assert crash_launcher.run(job, kill_when=kill_when) == -signal.SIGKILL
     # Uploads already inside the fake when the client died still land, as they would at the
-    # real API; wait until it has stored one file per upload received (``_seq`` counts them),
-    # so the next run's recovery can find them.
-    while fake_anthropic._seq - stored_before < uploads_received(fake_anthropic) - uploads_before:
+    # real API; wait until it has stored one file per upload received, so the next run's
+    # recovery can find them (an upload cut off mid-body is neither received nor stored).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        fake_anthropic.uploads_stored - stored_before
+        < uploads_received(fake_anthropic) - uploads_before
+    ):
         time.sleep(0.005)
     fake_anthropic.upload_delay = 0.0
-    forget_disconnects(fake_anthropic)
 
     report = bulk_ingest(pool, [root], concurrency=3)
 
