@@ -1,0 +1,683 @@
+"""Routing benchmark: our live index against rank_bm25 and bm25s, plus add, delete, load, memory.
+
+For each pool size, on one synthetic corpus (Zipf vocabulary, lognormal document lengths), and
+on SciFact at its natural size when ``../shared/data/scifact`` exists:
+
+* the median time to route one question: ``InvertedIndex.search(top_k=10)`` on analyzer terms
+  (as ``service.router.route`` calls it, with explanations), the same without explanations,
+  and ``route()`` itself (analyzer included); ``rank_bm25.BM25Okapi.get_scores`` plus top-k by
+  ``argpartition``; ``bm25s`` ``retrieve(k=10)`` one question at a time. Every engine gets the
+  same terms, already tokenised, so no tokeniser is timed except in the ``route()`` column;
+* the median time to add and to delete one document on the live index of a pool that already
+  holds N documents, and the same through the store (commit, then ``Pool.refresh``);
+* the time to load the pool from a real SQLite store (``Pool.load_index``), the index's own
+  arrays (``InvertedIndex.memory_bytes``) and the process's RSS growth during the load.
+
+Example: python scripts/bench_routing.py --docs 1000,10000,100000 --queries 200 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import math
+import multiprocessing as mp
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import _bench_common as common  # also puts the repository root on sys.path
+import bm25s
+import numpy as np
+from rank_bm25 import BM25Okapi
+from sqlalchemy import insert
+
+from indexing.analyzer import Analyzer
+from indexing.bm25 import BM25Params
+from indexing.files import LocalFilesBackend
+from indexing.index import IndexEntry
+from indexing.ingest import indexable_text
+from indexing.models import Document, Summary
+from indexing.pool import Pool, PoolConfig
+from indexing.store import NewVersion, Store
+from service.router import route
+
+TOP_K = 10
+K1, B = 1.2, 0.75  # the pool's defaults; all three engines use them
+CHANGES = 50  # add and delete operations timed per size (each way, index-only and via store)
+#: rank_bm25 scores every document in Python, so it is timed on max(5, this / N) questions.
+RANK_BM25_WORK = 500_000
+DEFAULT_SIZES = (1_000, 10_000, 100_000)
+
+# The synthetic corpus.
+VOCABULARY = 100_000
+ZIPF_EXPONENT, ZIPF_OFFSET = 1.07, 2.7  # Zipf–Mandelbrot: p(rank r) ∝ 1 / (r + 2.7)^1.07
+MEAN_LENGTH, LENGTH_SIGMA = 250, 0.9  # lognormal document lengths, in terms
+QUESTION_TERMS = (5, 12)
+MID_BAND = (10, 20_000)  # ranks a question term favours: log-uniform over this band ...
+MID_SHARE = 0.75  # ... for this share of terms; the rest follow the documents' distribution
+SEED = 20_240_601
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    terms: list[str]
+
+
+@dataclass
+class Corpus:
+    """Documents as term ids: document i is ``tokens[offsets[i]:offsets[i + 1]]``."""
+
+    name: str
+    words: list[str]  # term id -> term
+    tokens: np.ndarray
+    offsets: np.ndarray
+    questions: list[Question]
+    titles: list[str] | None = None
+    #: Documents reserved for additions; never written to the store.
+    spare: list[int] = field(default_factory=list)
+    _term_freqs: list[dict[str, int]] | None = None
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.offsets) - 1
+
+    def doc_tokens(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def length(self, i: int) -> int:
+        return int(self.offsets[i + 1] - self.offsets[i])
+
+    def title(self, i: int) -> str:
+        return self.titles[i] if self.titles else f"Synthetic document {i}"
+
+    def term_freqs(self, i: int) -> dict[str, int]:
+        if self._term_freqs is None:
+            self._term_freqs = _all_term_freqs(self)
+        return self._term_freqs[i]
+
+
+def _all_term_freqs(corpus: Corpus) -> list[dict[str, int]]:
+    """Every document's BM25 summary (term → count), counted in one vectorised pass."""
+    n_terms = len(corpus.words)
+    doc_of_token = np.repeat(np.arange(corpus.n_docs, dtype=np.int64), np.diff(corpus.offsets))
+    keys, counts = np.unique(doc_of_token * n_terms + corpus.tokens, return_counts=True)
+    bounds = np.searchsorted(keys // n_terms, np.arange(corpus.n_docs + 1)).tolist()
+    words = np.asarray(corpus.words, dtype=object)
+    term_words = words[keys % n_terms].tolist()
+    counts_list = counts.tolist()
+    return [
+        dict(zip(term_words[lo:hi], counts_list[lo:hi], strict=True))
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+# ------------------------------------------------------------------------------ corpora
+
+
+def synthetic_corpus(n_docs: int, n_questions: int, analyzer: Analyzer) -> Corpus:
+    """``n_docs`` documents plus ``CHANGES`` spare ones, and ``n_questions`` questions."""
+    rng = np.random.default_rng(SEED)
+    words = _pseudo_words(VOCABULARY, rng, analyzer)
+    ranks = np.arange(1, VOCABULARY + 1, dtype=np.float64)
+    probs = (ranks + ZIPF_OFFSET) ** -ZIPF_EXPONENT
+    cdf = np.cumsum(probs / probs.sum())
+    total_docs = n_docs + 2 * CHANGES
+    mu = math.log(MEAN_LENGTH) - LENGTH_SIGMA**2 / 2
+    lengths = np.clip(rng.lognormal(mu, LENGTH_SIGMA, total_docs).round(), 5, 20 * MEAN_LENGTH)
+    offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
+    tokens = _draw(cdf, int(offsets[-1]), rng)
+    questions = []
+    for _ in range(n_questions):
+        n_terms = int(rng.integers(QUESTION_TERMS[0], QUESTION_TERMS[1] + 1))
+        ids = _question_terms(cdf, n_terms, rng)
+        terms = [words[i] for i in ids.tolist()]
+        questions.append(Question(" ".join(terms), terms))
+    return Corpus(
+        "synthetic",
+        words,
+        tokens,
+        offsets,
+        questions,
+        spare=list(range(n_docs, total_docs)),
+    )
+
+
+def _draw(cdf: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    ids = np.searchsorted(cdf, rng.random(n), side="right")
+    return np.minimum(ids, len(cdf) - 1).astype(np.int32)
+
+
+def _question_terms(cdf: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    lo, hi = math.log(MID_BAND[0]), math.log(MID_BAND[1])
+    mid = np.exp(rng.uniform(lo, hi, n)).astype(np.int64) - 1
+    return np.where(rng.random(n) < MID_SHARE, mid, _draw(cdf, n, rng))
+
+
+_ONSETS = "b d f g k l m n p r s t v z br dr gr kl pl st tr".split()
+_VOWELS = "a i o u".split()
+
+
+def _pseudo_words(n: int, rng: np.random.Generator, analyzer: Analyzer) -> list[str]:
+    """``n`` distinct pronounceable words that the analyzer keeps exactly as they are."""
+    syllables = [o + v for o in _ONSETS for v in _VOWELS]
+    seen: set[str] = set()
+    words: list[str] = []
+    while len(words) < n:
+        batch = rng.integers(0, len(syllables), (2 * n, 4))
+        sizes = rng.integers(2, 5, 2 * n)
+        for row, size in zip(batch.tolist(), sizes.tolist(), strict=True):
+            word = "".join(syllables[s] for s in row[:size])
+            if word not in seen and analyzer.terms(word) == [word]:
+                seen.add(word)
+                words.append(word)
+                if len(words) == n:
+                    break
+    return words
+
+
+def scifact_corpus(directory: Path, analyzer: Analyzer) -> Corpus:
+    """SciFact's documents (title and text, as ingest summarises them) and its test queries."""
+    vocab: dict[str, int] = {}
+    tokens: list[int] = []
+    offsets = [0]
+    titles = []
+    with (directory / "corpus.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            doc = json.loads(line)
+            title = doc.get("title") or doc["_id"]
+            terms = analyzer.terms(indexable_text(title, doc.get("text", "")))
+            tokens.extend(vocab.setdefault(t, len(vocab)) for t in terms)
+            offsets.append(len(tokens))
+            titles.append(title)
+    wanted = set()
+    with (directory / "qrels" / "test.tsv").open(encoding="utf-8") as rows:
+        next(rows)
+        for row in rows:
+            wanted.add(row.split("\t")[0])
+    questions = []
+    with (directory / "queries.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            query = json.loads(line)
+            if query["_id"] in wanted:
+                questions.append(Question(query["text"], analyzer.terms(query["text"])))
+    return Corpus(
+        "scifact",
+        list(vocab),
+        np.asarray(tokens, dtype=np.int32),
+        np.asarray(offsets, dtype=np.int64),
+        questions,
+        titles=titles,
+    )
+
+
+# ------------------------------------------------------------------------------- the store
+
+
+def file_id(i: int) -> str:
+    return f"file_{i:024d}"
+
+
+def document_id(i: int) -> str:
+    return f"doc_{i:020d}"
+
+
+def write_store(store: Store, corpus: Corpus, n: int, batch: int = 2_000) -> None:
+    """Write documents 0..n-1 and their summaries with bulk INSERTs (no ingest pipeline)."""
+    now = datetime.now(UTC)
+    with store.engine.begin() as connection:
+        for start in range(0, n, batch):
+            docs, summaries = [], []
+            for i in range(start, min(start + batch, n)):
+                length = corpus.length(i)
+                docs.append(
+                    {
+                        "id": document_id(i),
+                        "source": f"bench://{corpus.name}/{i}",
+                        "title": corpus.title(i)[:500],
+                        "tags": [],
+                        "groups": [],
+                        "attributes": {},
+                        "filename": f"{i}.txt",
+                        "format": "txt",
+                        "mime_type": "text/plain",
+                        "content_hash": f"{i:064x}",
+                        "file_id": file_id(i),
+                        "version": 1,
+                        "size_bytes": 7 * length,
+                        "token_estimate": 2 * length,
+                        "page_count": None,
+                        "warnings": [],
+                        "status": "active",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                summaries.append(
+                    {
+                        "file_id": file_id(i),
+                        "document_id": document_id(i),
+                        "length": length,
+                        "terms": corpus.term_freqs(i),
+                    }
+                )
+            connection.execute(insert(Document), docs)
+            connection.execute(insert(Summary), summaries)
+
+
+def new_version(corpus: Corpus, doc: int, serial: int) -> NewVersion:
+    """A new document (its summary borrowed from document ``doc``) for the store path."""
+    length = corpus.length(doc)
+    return NewVersion(
+        source=f"bench://{corpus.name}/added/{serial}",
+        title=f"Added document {serial}",
+        filename=f"added-{serial}.txt",
+        format="txt",
+        mime_type="text/plain",
+        content_hash=f"{10**9 + serial:064x}",
+        file_id=file_id(10**9 + serial),
+        size_bytes=7 * length,
+        token_estimate=2 * length,
+        page_count=None,
+        warnings=[],
+        tags=[],
+        groups=[],
+        attributes={},
+        terms=corpus.term_freqs(doc),
+        length=length,
+        original=b"",
+        text="",
+        page_spans=None,
+    )
+
+
+# ------------------------------------------------------------------------------- engines
+
+
+def rank_bm25_engine(corpus: Corpus, n: int) -> BM25Okapi:
+    words = np.asarray(corpus.words, dtype=object)
+    docs = (words[corpus.doc_tokens(i)].tolist() for i in range(n))
+    return BM25Okapi(docs, k1=K1, b=B)
+
+
+def rank_bm25_top(engine: BM25Okapi, terms: list[str]) -> np.ndarray:
+    scores = engine.get_scores(terms)
+    top = np.argpartition(-scores, TOP_K - 1)[:TOP_K]
+    return top[np.argsort(-scores[top])]
+
+
+def bm25s_engine(corpus: Corpus, n: int) -> tuple[bm25s.BM25, dict[str, int]]:
+    """bm25s indexed from term ids (contiguous over the first n documents); its vocabulary."""
+    end = int(corpus.offsets[n])
+    present, contiguous = np.unique(corpus.tokens[:end], return_inverse=True)
+    bounds = corpus.offsets[: n + 1].tolist()
+    ids = contiguous.astype(np.int64).tolist()
+    per_doc = [ids[lo:hi] for lo, hi in itertools.pairwise(bounds)]
+    vocab = {corpus.words[t]: j for j, t in enumerate(present.tolist())}
+    engine = bm25s.BM25(k1=K1, b=B, method="lucene")
+    engine.index(bm25s.tokenization.Tokenized(ids=per_doc, vocab=vocab), show_progress=False)
+    return engine, vocab
+
+
+def bm25s_top(engine: bm25s.BM25, ids: list[int]) -> np.ndarray:
+    found = engine.retrieve([ids], k=TOP_K, show_progress=False, n_threads=0)
+    return found.documents[0]
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Row:
+    corpus: str
+    docs: int
+    avg_length: float = 0.0
+    questions: int = 0
+    rank_bm25_questions: int = 0
+    ours_ms: float = math.nan
+    ours_no_explain_ms: float = math.nan
+    route_ms: float = math.nan
+    rank_bm25_ms: float = math.nan
+    bm25s_ms: float = math.nan
+    top10_agreement: float = math.nan
+    add_ms: float = math.nan
+    delete_ms: float = math.nan
+    add_via_store_ms: float = math.nan
+    delete_via_store_ms: float = math.nan
+    load_s: float = math.nan
+    memory_mb: float = math.nan
+    load_rss_mb: float | None = None
+    build_s: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self.corpus == "synthetic" else {"corpus": self.corpus}
+        out |= {
+            "docs": self.docs,
+            "ours_ms": round(self.ours_ms, 4),
+            "rank_bm25_ms": round(self.rank_bm25_ms, 3),
+            "bm25s_ms": round(self.bm25s_ms, 4),
+            "add_ms": round(self.add_ms, 4),
+            "delete_ms": round(self.delete_ms, 4),
+            "load_s": round(self.load_s, 3),
+            "memory_mb": round(self.memory_mb, 1),
+        }
+        return out
+
+
+def measure_isolated(corpus: Corpus, n: int, n_questions: int) -> Row:
+    """``measure`` in a forked child: each size starts from a clean heap (so its RSS growth and
+    garbage-collector work are its own), while the corpus is shared copy-on-write."""
+    if "fork" not in mp.get_all_start_methods():
+        return measure(corpus, n, n_questions)
+    corpus.term_freqs(0)  # count every summary once, before forking
+    gc.collect()
+    gc.freeze()  # the corpus outlives every child: keep their collectors off it
+    context = mp.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_measure_child, args=(sender, corpus, n, n_questions))
+    child.start()
+    sender.close()
+    try:
+        row: Row = receiver.recv()
+    except EOFError:
+        raise RuntimeError(f"measuring {corpus.name} at {n:,} documents failed") from None
+    finally:
+        child.join()
+    return row
+
+
+def _measure_child(sender: Connection, corpus: Corpus, n: int, n_questions: int) -> None:
+    sender.send(measure(corpus, n, n_questions))
+    sender.close()
+
+
+def measure(corpus: Corpus, n: int, n_questions: int) -> Row:
+    row = Row(corpus.name, n, avg_length=float(corpus.offsets[n]) / n)
+    with tempfile.TemporaryDirectory(prefix="kpool-bench-") as tmp:
+        config = PoolConfig(data_dir=Path(tmp), bm25=BM25Params(k1=K1, b=B))
+        pool = Pool.open(config, LocalFilesBackend(Path(tmp) / "files"), load_index=False)
+        try:
+            _measure_pool(pool, corpus, n, n_questions, row)
+        finally:
+            pool.close()
+    gc.collect()
+    return row
+
+
+def _measure_pool(pool: Pool, corpus: Corpus, n: int, n_questions: int, row: Row) -> None:
+    common.progress(f"[{corpus.name} {n:,}] writing {n:,} summaries to SQLite ...")
+    write_store(pool.store, corpus, n)
+    rss_before = common.settled_rss()
+    _, load_ms = common.timed(pool.load_index)
+    row.load_s = load_ms / 1e3
+    rss_after = common.settled_rss()
+    if rss_before is not None and rss_after is not None:
+        row.load_rss_mb = (rss_after - rss_before) / 1e6
+    row.memory_mb = pool.index.memory_bytes() / 1e6
+    common.progress(f"[{corpus.name} {n:,}] loaded in {row.load_s:.2f} s; building baselines ...")
+    rank_engine, build_ms = common.timed(rank_bm25_engine, corpus, n)
+    row.build_s["rank_bm25"] = build_ms / 1e3
+    (bm25s_retriever, bm25s_vocab), build_ms = common.timed(bm25s_engine, corpus, n)
+    row.build_s["bm25s"] = build_ms / 1e3
+
+    questions = [q for q in corpus.questions if any(t in bm25s_vocab for t in q.terms)]
+    questions = questions[:n_questions]
+    row.questions = len(questions)
+    row.rank_bm25_questions = min(len(questions), max(5, RANK_BM25_WORK // n))
+    common.progress(
+        f"[{corpus.name} {n:,}] timing {len(questions)} questions "
+        f"({row.rank_bm25_questions} for rank_bm25) ..."
+    )
+    _time_queries(pool, questions, rank_engine, bm25s_retriever, bm25s_vocab, row)
+    del rank_engine, bm25s_retriever
+    gc.collect()
+    common.progress(f"[{corpus.name} {n:,}] timing additions and deletions ...")
+    _time_changes(pool, corpus, n, row)
+
+
+def _time_queries(
+    pool: Pool,
+    questions: list[Question],
+    rank_engine: BM25Okapi,
+    bm25s_retriever: bm25s.BM25,
+    bm25s_vocab: dict[str, int],
+    row: Row,
+) -> None:
+    index = pool.index
+    samples: dict[str, list[float]] = {k: [] for k in ("ours", "bare", "route", "rank", "bm25s")}
+    agreement = []
+    for q in questions[:3]:  # warm caches (norms, imports) before timing anything
+        index.search(q.terms, top_k=TOP_K)
+        route(pool, q.text, top_k=TOP_K)
+    gc.collect()
+    gc.disable()  # collector pauses are noise here, as in timeit
+    try:
+        for i, q in enumerate(questions):
+            ids = [bm25s_vocab[t] for t in q.terms if t in bm25s_vocab]
+            hits, ms = common.timed(index.search, q.terms, top_k=TOP_K)
+            samples["ours"].append(ms)
+            samples["bare"].append(
+                common.timed(index.search, q.terms, top_k=TOP_K, explain=False)[1]
+            )
+            samples["route"].append(common.timed(route, pool, q.text, top_k=TOP_K)[1])
+            theirs, ms = common.timed(bm25s_top, bm25s_retriever, ids)
+            samples["bm25s"].append(ms)
+            if i < row.rank_bm25_questions:
+                samples["rank"].append(common.timed(rank_bm25_top, rank_engine, q.terms)[1])
+            if hits:
+                mine = {int(h.entry.file_id.removeprefix("file_")) for h in hits}
+                agreement.append(len(mine & set(theirs.tolist())) / len(mine))
+    finally:
+        gc.enable()
+    row.ours_ms = common.median(samples["ours"])
+    row.ours_no_explain_ms = common.median(samples["bare"])
+    row.route_ms = common.median(samples["route"])
+    row.bm25s_ms = common.median(samples["bm25s"])
+    row.rank_bm25_ms = common.median(samples["rank"])
+    row.top10_agreement = float(np.mean(agreement)) if agreement else math.nan
+
+
+def _time_changes(pool: Pool, corpus: Corpus, n: int, row: Row) -> None:
+    """Add and delete on the live index, then the same through the store and ``refresh``."""
+    rng = np.random.default_rng(SEED + n)
+    sources = corpus.spare or rng.integers(0, n, CHANGES).tolist()
+    index = pool.index
+    adds = []
+    for serial, doc in enumerate(sources[:CHANGES]):
+        entry = IndexEntry(
+            file_id=file_id(10**8 + serial),
+            document_id=document_id(10**8 + serial),
+            title=f"Added document {serial}",
+            term_freqs=corpus.term_freqs(doc),
+            length=corpus.length(doc),
+            token_estimate=2 * corpus.length(doc),
+        )
+        adds.append(common.timed(index.add, entry)[1])
+    victims = rng.choice(n, size=2 * CHANGES, replace=False).tolist()
+    deletes = [common.timed(index.remove, file_id(v))[1] for v in victims[:CHANGES]]
+    row.add_ms, row.delete_ms = common.median(adds), common.median(deletes)
+
+    def add_via_store(version: NewVersion) -> None:
+        pool.store.commit_version(version=version, intent_id=None)
+        pool.refresh()
+
+    def delete_via_store(doc: int) -> None:
+        pool.store.delete_document(document_id=document_id(doc))
+        pool.refresh()
+
+    spare = corpus.spare[CHANGES:] or rng.integers(0, n, CHANGES).tolist()
+    versions = [new_version(corpus, doc, serial) for serial, doc in enumerate(spare[:CHANGES])]
+    store_adds = [common.timed(add_via_store, v)[1] for v in versions]
+    store_deletes = [common.timed(delete_via_store, d)[1] for d in victims[CHANGES:]]
+    row.add_via_store_ms = common.median(store_adds)
+    row.delete_via_store_ms = common.median(store_deletes)
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def print_report(rows: list[Row], target_size: int) -> None:
+    print("Routing one question (median ms; top-10; same pre-tokenised terms for every engine)")
+    print(
+        common.table(
+            [
+                "corpus",
+                "docs",
+                "avg len",
+                "questions",
+                "ours",
+                "ours no-explain",
+                "route()",
+                "rank_bm25 (n)",
+                "bm25s",
+                "ours/rank_bm25",
+                "ours/bm25s",
+                "top10 = bm25s",
+            ],
+            [
+                [
+                    r.corpus,
+                    r.docs,
+                    r.avg_length,
+                    r.questions,
+                    r.ours_ms,
+                    r.ours_no_explain_ms,
+                    r.route_ms,
+                    f"{common.cell(r.rank_bm25_ms)} ({r.rank_bm25_questions})",
+                    r.bm25s_ms,
+                    r.ours_ms / r.rank_bm25_ms,
+                    r.ours_ms / r.bm25s_ms,
+                    f"{r.top10_agreement:.0%}",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print()
+    print("Changing and loading the pool (median ms per operation over", CHANGES, "operations)")
+    print(
+        common.table(
+            [
+                "corpus",
+                "docs",
+                "add",
+                "delete",
+                "add via store",
+                "delete via store",
+                "load (s)",
+                "index MB",
+                "load RSS MB",
+                "build rank_bm25 (s)",
+                "build bm25s (s)",
+            ],
+            [
+                [
+                    r.corpus,
+                    r.docs,
+                    r.add_ms,
+                    r.delete_ms,
+                    r.add_via_store_ms,
+                    r.delete_via_store_ms,
+                    r.load_s,
+                    r.memory_mb,
+                    r.load_rss_mb,
+                    r.build_s.get("rank_bm25"),
+                    r.build_s.get("bm25s"),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print()
+    print(
+        "Notes: 'ours' is InvertedIndex.search(top_k=10) with per-term explanations, as route() "
+        "calls it; 'route()' adds the analyzer. rank_bm25 is timed on max(5, "
+        f"{RANK_BM25_WORK:,}/N) questions (n above): it scores every document in Python. "
+        "'add'/'delete' act on the live index; 'via store' is commit_version/delete_document "
+        "plus Pool.refresh on SQLite. 'index MB' is InvertedIndex.memory_bytes(); 'load RSS MB' "
+        "is the process's RSS growth across Pool.load_index()."
+    )
+    synthetic = [r for r in rows if r.corpus == "synthetic"]
+    if not synthetic:
+        return
+    at = next((r for r in synthetic if r.docs == target_size), synthetic[-1])
+    print()
+    where = f"at {at.docs:,} documents" + (
+        "" if at.docs == target_size else f" (the targets are set at {target_size:,})"
+    )
+    print(f"Targets, synthetic corpus {where}:")
+    speedup = at.rank_bm25_ms / at.ours_ms
+    checks = [
+        ("routing >= 100x faster than rank_bm25", speedup >= 100, f"{speedup:,.0f}x"),
+        (
+            "routing at least as fast as bm25s",
+            at.ours_ms <= at.bm25s_ms,
+            f"{at.ours_ms:.3f} ms vs {at.bm25s_ms:.3f} ms ({at.bm25s_ms / at.ours_ms:.2f}x; "
+            f"without explanations {at.ours_no_explain_ms:.3f} ms)",
+        ),
+        ("add one document < 50 ms", at.add_ms < 50, f"{at.add_ms:.3f} ms"),
+        ("delete one document < 50 ms", at.delete_ms < 50, f"{at.delete_ms:.3f} ms"),
+        ("load the pool from the store < 20 s", at.load_s < 20, f"{at.load_s:.2f} s"),
+    ]
+    for name, met, value in checks:
+        print(f"  {common.verdict(met):>7}  {name}: {value}")
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(part.replace("_", "")) for part in text.split(",") if part.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--docs takes sizes like 1000,10000: {exc}") from exc
+    if not sizes or sizes[0] <= TOP_K:
+        raise argparse.ArgumentTypeError(f"every size must be larger than {TOP_K}")
+    return sizes
+
+
+def corpora(sizes: list[int], n_questions: int) -> Iterator[tuple[Corpus, int]]:
+    analyzer = Analyzer()
+    common.progress(f"generating a synthetic corpus of {sizes[-1]:,} documents ...")
+    synthetic = synthetic_corpus(sizes[-1], n_questions, analyzer)
+    for n in sizes:
+        yield synthetic, n
+    del synthetic
+    scifact = common.DATA / "scifact"
+    if (scifact / "corpus.jsonl").is_file():
+        common.progress("reading SciFact ...")
+        corpus = scifact_corpus(scifact, analyzer)
+        yield corpus, corpus.n_docs
+    else:
+        common.progress(f"SciFact not found at {scifact}: skipped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--docs",
+        type=parse_sizes,
+        default=list(DEFAULT_SIZES),
+        help="pool sizes, comma-separated (default: 1000,10000,100000)",
+    )
+    parser.add_argument("--queries", type=int, default=200, help="questions per size")
+    parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
+    args = parser.parse_args(argv)
+    rows = [measure_isolated(c, n, args.queries) for c, n in corpora(args.docs, args.queries)]
+    if args.json:
+        print(json.dumps([r.as_json() for r in rows]))
+    else:
+        print_report(rows, target_size=100_000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
