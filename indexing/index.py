@@ -4,14 +4,17 @@ Built from the stored BM25 summaries at start-up and changed in place afterwards
 replacing or removing a document touches only that document's terms, never the whole index.
 
 Layout. Every document occupies a *slot* (an integer, never reused until the next compaction).
-Per slot: its length, whether it is alive, and its terms. Per term: a postings list of
-(slot, tf) pairs in growable numpy arrays, and a document frequency. A removed document's slot is
-marked dead and its length norm set to infinity, so its stale postings score exactly zero until
-that term's list is compacted (once stale entries outnumber live ones).
+Per slot: its length, whether it is alive, its terms. Per term (keyed by the term's 64-bit hash,
+see ``indexing.summary``): a postings list of (slot, tf) pairs in growable numpy arrays, and a
+document frequency. A removed document's slot is marked dead and its length norm set to
+infinity, so its stale postings score exactly zero until that term's list is compacted (once
+stale entries outnumber live ones).
 
-Scoring is term-at-a-time and vectorised per query term; the top k come from ``argpartition``
-and only the winners are sorted. All reads and writes take one lock, so a replacement (remove
-the old version, add the new one) is seen by routing as a single step.
+Scoring is term-at-a-time. Each postings list caches its saturated term-frequency factor
+``tf·(k1+1)/(tf + norm)``, recomputed only after document lengths change, so a query costs one
+multiply-and-scatter per term. The top k are found exactly without sorting every candidate:
+the k-th best score among the rarest term's documents bounds the winners from below. All reads
+and writes take one lock, so a replacement (remove the old, add the new) is a single step.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from indexing.bm25 import VARIANTS, BM25Params, FloatArray, length_norm
+from indexing.summary import TermVector, term_hash
 
 IntArray = npt.NDArray[np.int32]
+F32Array = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 
 _MIN_CAPACITY = 4
@@ -35,16 +40,24 @@ _COMPACT_MIN_DEAD = 1024
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One document as the index sees it: its summary plus what routing filters on."""
+    """One document as the index sees it: its summary plus what routing filters on.
+
+    The terms come as a stored ``vector`` or, for convenience, as ``term_freqs``; the index
+    keeps neither once the document is in (``get``/``entries`` return entries without them).
+    """
 
     file_id: str
     document_id: str
     title: str
-    term_freqs: Mapping[str, int]
-    length: int
+    term_freqs: Mapping[str, int] = field(default_factory=dict)
+    length: int = 0
     token_estimate: int = 0
     tags: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
+    vector: TermVector | None = None
+
+    def terms(self) -> TermVector:
+        return self.vector if self.vector is not None else TermVector.from_counts(self.term_freqs)
 
 
 @dataclass(frozen=True)
@@ -94,9 +107,9 @@ class _GrowableArray:
 
 
 class _Postings:
-    """The slots holding one term, with the term's frequency in each."""
+    """The slots holding one term, the term's frequency in each, and the cached tf factor."""
 
-    __slots__ = ("slots", "stale", "tfs")
+    __slots__ = ("factor", "factor_version", "slots", "stale", "tfs")
 
     def __init__(self, slots: np.ndarray | None = None, tfs: np.ndarray | None = None) -> None:
         if slots is None or tfs is None:
@@ -106,10 +119,13 @@ class _Postings:
             self.slots = _GrowableArray.wrap(slots)
             self.tfs = _GrowableArray.wrap(tfs)
         self.stale = 0
+        self.factor: F32Array | None = None
+        self.factor_version = -1
 
     def append(self, slot: int, tf: float) -> None:
         self.slots.append(slot)
         self.tfs.append(tf)
+        self.factor = None
 
     def drop_dead(self, alive: BoolArray) -> None:
         slots = self.slots.view()
@@ -117,6 +133,16 @@ class _Postings:
         self.slots = _GrowableArray.wrap(slots[keep].copy())
         self.tfs = _GrowableArray.wrap(self.tfs.view()[keep].copy())
         self.stale = 0
+        self.factor = None
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A question resolved against the vocabulary: term ids, their weights and their text."""
+
+    ids: IntArray
+    weights: FloatArray
+    names: list[str]
 
 
 class InvertedIndex:
@@ -129,20 +155,23 @@ class InvertedIndex:
         self._reset()
 
     def _reset(self) -> None:
-        self._vocab: dict[str, int] = {}
-        self._terms: list[str] = []  # term id -> term
+        self._vocab: dict[int, int] = {}  # term hash -> term id
         self._postings: list[_Postings] = []
         self._df = _GrowableArray(np.int64)
+        self._reset_slots()
+
+    def _reset_slots(self) -> None:
         self._lengths = _GrowableArray(np.float64)
         self._alive = _GrowableArray(np.bool_)
         self._entries: list[IndexEntry | None] = []
-        self._doc_terms: list[tuple[IntArray, npt.NDArray[np.float32]] | None] = []
+        self._doc_terms: list[tuple[IntArray, F32Array] | None] = []
         self._slot_of: dict[str, int] = {}
         self._file_of_document: dict[str, str] = {}
         self._labels: dict[tuple[str, str], _GrowableArray] = {}
         self._total_length = 0.0
         self._n_alive = 0
         self._norm_cache: FloatArray | None = None
+        self._version = 0  # bumped whenever lengths or the average length change
 
     # ----------------------------------------------------------------- size and introspection
 
@@ -166,14 +195,21 @@ class InvertedIndex:
             slot = self._slot_of.get(file_id)
             return None if slot is None else self._entries[slot]
 
+    def file_of(self, document_id: str) -> str | None:
+        """The file id under which a document is indexed, if it is."""
+        return self._file_of_document.get(document_id)
+
     def document_frequency(self, term: str) -> int:
-        tid = self._vocab.get(term)
+        tid = self._vocab.get(term_hash(term))
         return 0 if tid is None else int(self._df.data[tid])
 
     def memory_bytes(self) -> int:
         """Bytes held by the numpy arrays (postings, per-document terms and per-slot data)."""
         with self._lock:
-            total = sum(p.slots.data.nbytes + p.tfs.data.nbytes for p in self._postings)
+            total = 0
+            for p in self._postings:
+                total += p.slots.data.nbytes + p.tfs.data.nbytes
+                total += 0 if p.factor is None else p.factor.nbytes
             total += sum(t[0].nbytes + t[1].nbytes for t in self._doc_terms if t is not None)
             arrays = [self._df, self._lengths, self._alive, *self._labels.values()]
             return total + sum(a.data.nbytes for a in arrays)
@@ -209,10 +245,6 @@ class InvertedIndex:
                 self._add_locked(entry)
             self._maybe_compact()
 
-    def file_of(self, document_id: str) -> str | None:
-        """The file id under which a document is indexed, if it is."""
-        return self._file_of_document.get(document_id)
-
     def remove(self, file_id: str) -> bool:
         """Remove a document; returns whether it was present."""
         with self._lock:
@@ -221,78 +253,99 @@ class InvertedIndex:
             return removed
 
     def bulk_load(self, entries: Iterable[IndexEntry]) -> None:
-        """Replace the whole index with ``entries``, building postings in one vectorised pass."""
+        """Replace the whole index with ``entries``: one vectorised pass over all postings."""
         unique = {entry.file_id: entry for entry in entries}
+        vectors = [entry.terms() for entry in unique.values()]
         with self._lock:
             self._reset()
-            term_ids: list[np.ndarray] = []
-            tfs: list[np.ndarray] = []
-            for entry in unique.values():
-                ids, freqs = self._register(entry)
-                term_ids.append(ids)
-                tfs.append(freqs)
-            self._build_postings(term_ids, tfs)
+            self._load_slots(list(unique.values()))
+            self._load_postings(vectors)
 
-    def _register(self, entry: IndexEntry) -> tuple[IntArray, npt.NDArray[np.float32]]:
-        """Give ``entry`` a slot and term ids; everything except the postings lists."""
+    def _load_slots(self, entries: list[IndexEntry]) -> None:
+        n = len(entries)
+        self._entries = [_bare(e) for e in entries]
+        self._slot_of = {e.file_id: slot for slot, e in enumerate(entries)}
+        self._file_of_document = {e.document_id: e.file_id for e in entries}
+        lengths = np.fromiter((e.length for e in entries), dtype=np.float64, count=n)
+        self._lengths = _GrowableArray.wrap(lengths)
+        self._alive = _GrowableArray.wrap(np.ones(n, np.bool_))
+        members: dict[tuple[str, str], list[int]] = {}
+        for slot, entry in enumerate(entries):
+            for key in _label_keys(entry):
+                members.setdefault(key, []).append(slot)
+        for key, slots in members.items():
+            mask = np.zeros(n, np.bool_)
+            mask[slots] = True
+            self._labels[key] = _GrowableArray.wrap(mask)
+        self._total_length = float(lengths.sum())
+        self._n_alive = n
+
+    def _load_postings(self, vectors: list[TermVector]) -> None:
+        sizes = np.fromiter((len(v) for v in vectors), dtype=np.int64, count=len(vectors))
+        hashes = np.concatenate([v.hashes for v in vectors]) if vectors else np.zeros(0, np.int64)
+        counts = np.concatenate([v.counts for v in vectors]) if vectors else np.zeros(0, np.uint32)
+        slots = np.repeat(np.arange(len(vectors), dtype=np.int32), sizes)
+        order = np.argsort(hashes, kind="stable")
+        sorted_hashes = hashes[order]
+        starts = np.ones(len(sorted_hashes), np.bool_)
+        starts[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+        unique = sorted_hashes[starts]
+        term_ids = np.empty(len(hashes), np.int32)
+        term_ids[order] = np.cumsum(starts) - 1
+        bounds = np.append(np.flatnonzero(starts), len(sorted_hashes))
+        self._vocab = dict(zip(unique.tolist(), range(len(unique)), strict=True))
+        self._df = _GrowableArray.wrap(np.diff(bounds).astype(np.int64))
+        sorted_slots = slots[order]
+        sorted_tfs = counts[order].astype(np.float32)
+        self._postings = [
+            _Postings(sorted_slots[lo:hi], sorted_tfs[lo:hi])
+            for lo, hi in itertools.pairwise(bounds.tolist())
+        ]
+        # Hashes are sorted within each vector and ids follow hash order, so each document's
+        # term ids come out sorted, as ``_contributions`` needs.
+        cuts = np.cumsum(sizes)[:-1]
+        doc_ids = np.split(term_ids, cuts)
+        doc_tfs = np.split(counts.astype(np.float32), cuts)
+        self._doc_terms = list(zip(doc_ids, doc_tfs, strict=True))
+
+    def _term_ids(self, vector: TermVector) -> IntArray:
+        """Ids for a document's term hashes, creating ids for new terms."""
         vocab = self._vocab
         known = len(vocab)
         ids = np.fromiter(
-            (vocab.setdefault(term, len(vocab)) for term in entry.term_freqs),
+            (vocab.setdefault(h, len(vocab)) for h in vector.hashes.tolist()),
             dtype=np.int32,
-            count=len(entry.term_freqs),
+            count=len(vector),
         )
-        if len(vocab) > known:
-            self._terms.extend(
-                t for t, i in zip(entry.term_freqs, ids.tolist(), strict=True) if i >= known
-            )
-        freqs = np.fromiter(entry.term_freqs.values(), dtype=np.float32, count=len(ids))
+        grown = len(vocab) - known
+        if grown:
+            self._df.extend(np.zeros(grown, np.int64))
+            self._postings.extend(_Postings() for _ in range(grown))
+        return ids
+
+    def _add_locked(self, entry: IndexEntry) -> None:
+        vector = entry.terms()
+        ids = self._term_ids(vector)
         order = np.argsort(ids)
-        ids, freqs = ids[order], freqs[order]
-        if len(vocab) > self._df.n:
-            self._df.extend(np.zeros(len(vocab) - self._df.n, np.int64))
-        self._df.data[ids] += 1
+        ids, tfs = ids[order], vector.counts[order].astype(np.float32)
         slot = len(self._entries)
-        self._entries.append(entry)
-        self._doc_terms.append((ids, freqs))
+        self._entries.append(_bare(entry))
+        self._doc_terms.append((ids, tfs))
         self._slot_of[entry.file_id] = slot
         self._file_of_document[entry.document_id] = entry.file_id
         self._lengths.append(float(entry.length))
         self._alive.append(True)
         for arr in self._labels.values():
             arr.append(False)
-        for key in self._label_keys(entry):
+        for key in _label_keys(entry):
             self._label_array(key).data[slot] = True
+        self._df.data[ids] += 1
+        postings = self._postings
+        for tid, tf in zip(ids.tolist(), tfs.tolist(), strict=True):
+            postings[tid].append(slot, tf)
         self._total_length += entry.length
         self._n_alive += 1
-        self._norm_cache = None
-        return ids, freqs
-
-    def _build_postings(
-        self, term_ids: list[np.ndarray], tfs: list[np.ndarray], slots: np.ndarray | None = None
-    ) -> None:
-        if slots is None:
-            slots = np.arange(len(term_ids), dtype=np.int32)
-        lengths = np.fromiter((len(t) for t in term_ids), dtype=np.int64, count=len(term_ids))
-        all_terms = np.concatenate(term_ids) if term_ids else np.zeros(0, np.int32)
-        all_tfs = np.concatenate(tfs) if tfs else np.zeros(0, np.float32)
-        all_slots = np.repeat(slots.astype(np.int32), lengths)
-        order = np.argsort(all_terms, kind="stable")
-        all_terms, all_tfs, all_slots = all_terms[order], all_tfs[order], all_slots[order]
-        bounds = np.searchsorted(all_terms, np.arange(len(self._vocab) + 1))
-        self._postings = [
-            _Postings(all_slots[lo:hi], all_tfs[lo:hi])
-            for lo, hi in itertools.pairwise(bounds.tolist())
-        ]
-
-    def _add_locked(self, entry: IndexEntry) -> None:
-        ids, freqs = self._register(entry)
-        slot = len(self._entries) - 1
-        while len(self._postings) < len(self._vocab):
-            self._postings.append(_Postings())
-        postings = self._postings
-        for tid, tf in zip(ids.tolist(), freqs.tolist(), strict=True):
-            postings[tid].append(slot, tf)
+        self._changed()
 
     def _remove_locked(self, file_id: str) -> bool:
         slot = self._slot_of.pop(file_id, None)
@@ -310,7 +363,6 @@ class InvertedIndex:
             arr.data[slot] = False
         self._total_length -= entry.length
         self._n_alive -= 1
-        self._norm_cache = None
         ids = terms[0]
         self._df.data[ids] -= 1
         alive = self._alive.view()
@@ -319,7 +371,12 @@ class InvertedIndex:
             postings.stale += 1
             if postings.stale >= 16 and 2 * postings.stale > postings.slots.n:
                 postings.drop_dead(alive)
+        self._changed()
         return True
+
+    def _changed(self) -> None:
+        self._norm_cache = None
+        self._version += 1
 
     def _maybe_compact(self) -> None:
         """Renumber slots once dead ones outnumber the living (amortised O(1) per change)."""
@@ -331,62 +388,48 @@ class InvertedIndex:
 
     def _compact_slots(self) -> None:
         """Renumber live documents into consecutive slots (after many removals)."""
-        live = [(e, t) for e, t in zip(self._entries, self._doc_terms, strict=True) if e]
-        self._reset_slots_keep_vocab()
-        term_ids, tfs = [], []
-        for entry, terms in live:
-            assert terms is not None
-            self._register_existing(entry, terms)
-            term_ids.append(terms[0])
-            tfs.append(terms[1])
-        self._build_postings(term_ids, tfs)
-
-    def _reset_slots_keep_vocab(self) -> None:
-        vocab, terms, df = self._vocab, self._terms, self._df
-        self._reset()
-        self._vocab, self._terms, self._df = vocab, terms, df
+        live = [
+            (entry, terms)
+            for entry, terms in zip(self._entries, self._doc_terms, strict=True)
+            if entry is not None and terms is not None
+        ]
+        self._reset_slots()
         self._df.data[:] = 0
-
-    def _register_existing(
-        self, entry: IndexEntry, terms: tuple[IntArray, npt.NDArray[np.float32]]
-    ) -> None:
-        slot = len(self._entries)
-        self._entries.append(entry)
-        self._doc_terms.append(terms)
-        self._slot_of[entry.file_id] = slot
-        self._file_of_document[entry.document_id] = entry.file_id
-        self._lengths.append(float(entry.length))
-        self._alive.append(True)
-        for arr in self._labels.values():
-            arr.append(False)
-        for key in self._label_keys(entry):
-            self._label_array(key).data[slot] = True
-        self._df.data[terms[0]] += 1
-        self._total_length += entry.length
-        self._n_alive += 1
+        self._load_slots([entry for entry, _ in live])
+        self._doc_terms = [terms for _, terms in live]
+        per_term_slots: list[np.ndarray] = []
+        per_term_ids: list[np.ndarray] = []
+        per_term_tfs: list[np.ndarray] = []
+        for slot, (_, (ids, tfs)) in enumerate(live):
+            per_term_ids.append(ids)
+            per_term_tfs.append(tfs)
+            per_term_slots.append(np.full(len(ids), slot, np.int32))
+        ids_all = np.concatenate(per_term_ids) if live else np.zeros(0, np.int32)
+        tfs_all = np.concatenate(per_term_tfs) if live else np.zeros(0, np.float32)
+        slots_all = np.concatenate(per_term_slots) if live else np.zeros(0, np.int32)
+        order = np.argsort(ids_all, kind="stable")
+        ids_all, tfs_all, slots_all = ids_all[order], tfs_all[order], slots_all[order]
+        bounds = np.searchsorted(ids_all, np.arange(len(self._postings) + 1))
+        self._df.data[: len(self._postings)] = np.diff(bounds)
+        self._postings = [
+            _Postings(slots_all[lo:hi], tfs_all[lo:hi])
+            for lo, hi in itertools.pairwise(bounds.tolist())
+        ]
 
     # ------------------------------------------------------------------------ labels (filters)
-
-    @staticmethod
-    def _label_keys(entry: IndexEntry) -> list[tuple[str, str]]:
-        keys = [("tag", t) for t in entry.tags] + [("group", g) for g in entry.groups]
-        if not entry.groups:
-            keys.append(("public", ""))
-        return keys
 
     def _label_array(self, key: tuple[str, str]) -> _GrowableArray:
         arr = self._labels.get(key)
         if arr is None:
-            arr = _GrowableArray(np.bool_, len(self._entries))
-            arr.extend(np.zeros(self._alive.n, np.bool_))
+            arr = _GrowableArray.wrap(np.zeros(max(self._alive.n, _MIN_CAPACITY), np.bool_))
+            arr.n = self._alive.n
             self._labels[key] = arr
         return arr
 
     def _label_mask(self, kind: str, value: str) -> BoolArray:
         arr = self._labels.get((kind, value))
-        n = self._alive.n
         if arr is None:
-            return np.zeros(n, np.bool_)
+            return np.zeros(self._alive.n, np.bool_)
         view: BoolArray = arr.view()
         return view
 
@@ -421,46 +464,56 @@ class InvertedIndex:
             self._norm_cache = norms
         return self._norm_cache
 
-    def _query_weights(self, query_terms: Sequence[str]) -> tuple[IntArray, FloatArray]:
-        """Known query terms as ids, each with its IDF times its count in the query."""
+    def _factor(self, postings: _Postings) -> F32Array:
+        """``tf·(k1+1) / (tf + norm)`` for every posting of a term, cached until lengths change."""
+        if postings.factor is None or postings.factor_version != self._version:
+            tfs = postings.tfs.view().astype(np.float64)
+            norms = self._norms()[postings.slots.view()]
+            postings.factor = (tfs * (self.params.k1 + 1.0) / (tfs + norms)).astype(np.float32)
+            postings.factor_version = self._version
+        return postings.factor
+
+    def _resolve(self, query_terms: Sequence[str]) -> _Query:
+        """Known query terms as ids, each weighted by its IDF times its count in the query."""
         counts: dict[int, int] = {}
+        names: dict[int, str] = {}
         for term in query_terms:
-            tid = self._vocab.get(term)
+            tid = self._vocab.get(term_hash(term))
             if tid is not None and self._df.data[tid] > 0:
                 counts[tid] = counts.get(tid, 0) + 1
+                names.setdefault(tid, term)
         ids = np.fromiter(counts, dtype=np.int32, count=len(counts))
         reps = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         df = self._df.data[ids].astype(np.float64)
         idf = self._variant.idf(df, self._vocabulary_df, self._n_alive, self.params.epsilon)
-        return ids, idf * reps
+        return _Query(ids, idf * reps, [names[tid] for tid in counts])
 
     def _vocabulary_df(self) -> FloatArray:
         df = self._df.view()
         return df[df > 0].astype(np.float64)
 
-    def _accumulate(self, query_terms: Sequence[str]) -> tuple[FloatArray, BoolArray]:
-        """Scores for every slot, and which slots matched at least one query term."""
+    def _accumulate(self, query: _Query) -> tuple[FloatArray, BoolArray | None]:
+        """Scores for every slot; plus, when some weight is not positive (Okapi IDF can be
+        zero or negative), which slots matched at least one term. Otherwise matching is simply
+        scoring above zero."""
         n = self._lengths.n
         scores = np.zeros(n, np.float64)
-        matched = np.zeros(n, np.bool_)
-        ids, weights = self._query_weights(query_terms)
-        if not len(ids):
-            return scores, matched
-        norms = self._norms()
-        k1 = self.params.k1
-        for tid, weight in zip(ids.tolist(), weights.tolist(), strict=True):
+        signed = bool((query.weights <= 0).any())
+        matched = np.zeros(n, np.bool_) if signed else None
+        for tid, weight in zip(query.ids.tolist(), query.weights.tolist(), strict=True):
             postings = self._postings[tid]
             slots = postings.slots.view()
-            tfs = postings.tfs.view().astype(np.float64)
-            scores[slots] += weight * tfs * (k1 + 1.0) / (tfs + norms[slots])
-            matched[slots] = True
-        matched &= self._alive.view()
+            scores[slots] += weight * self._factor(postings)
+            if matched is not None:
+                matched[slots] = True
+        if matched is not None:
+            matched &= self._alive.view()
         return scores, matched
 
     def scores(self, query_terms: Sequence[str]) -> dict[str, float]:
         """Every live document's score for the query (zero where nothing matched)."""
         with self._lock:
-            raw, _ = self._accumulate(query_terms)
+            raw, _ = self._accumulate(self._resolve(query_terms))
             return {fid: float(raw[slot]) for fid, slot in self._slot_of.items()}
 
     def search(
@@ -483,17 +536,37 @@ class InvertedIndex:
         if top_k <= 0:
             return []
         with self._lock:
-            scores, candidates = self._accumulate(query_terms)
+            query = self._resolve(query_terms)
+            if not len(query.ids):
+                return []
+            scores, matched = self._accumulate(query)
             mask = allowed if allowed is not None else self._allowed_locked(groups, tags)
-            if mask is not None:
-                candidates &= mask[: len(candidates)]
-            ranked = self._rank(scores, candidates, top_k, token_budget)
-            return [self._hit(slot, float(scores[slot]), query_terms, explain) for slot in ranked]
+            if matched is None:
+                if mask is not None:
+                    scores[~mask[: len(scores)]] = 0.0
+                ranked = self._rank_positive(scores, query, top_k, token_budget)
+            else:
+                if mask is not None:
+                    matched &= mask[: len(matched)]
+                ranked = self._rank(scores, np.flatnonzero(matched), top_k, token_budget)
+            return [self._hit(slot, float(scores[slot]), query, explain) for slot in ranked]
+
+    def _rank_positive(
+        self, scores: FloatArray, query: _Query, top_k: int, budget: int | None
+    ) -> list[int]:
+        """Ranking when every match scores above zero: bound the winners from below first."""
+        if budget is None:
+            rarest = min(query.ids.tolist(), key=lambda tid: self._postings[tid].slots.n)
+            sample = scores[self._postings[rarest].slots.view()]
+            if len(sample) >= top_k:
+                floor = np.partition(sample, len(sample) - top_k)[len(sample) - top_k]
+                if floor > 0:
+                    return _best_first(scores, np.flatnonzero(scores >= floor), top_k)
+        return self._rank(scores, np.flatnonzero(scores > 0), top_k, budget)
 
     def _rank(
-        self, scores: FloatArray, candidates: BoolArray, top_k: int, budget: int | None
+        self, scores: FloatArray, slots: np.ndarray, top_k: int, budget: int | None
     ) -> list[int]:
-        slots = np.flatnonzero(candidates)
         if not len(slots):
             return []
         # With a budget some winners may be skipped, so look a little deeper than k first, and
@@ -520,29 +593,44 @@ class InvertedIndex:
                     break
         return chosen
 
-    def _hit(self, slot: int, score: float, query_terms: Sequence[str], explain: bool) -> Hit:
+    def _hit(self, slot: int, score: float, query: _Query, explain: bool) -> Hit:
         entry = self._entries[slot]
         assert entry is not None
-        return Hit(entry, score, self._contributions(slot, query_terms) if explain else {})
+        return Hit(entry, score, self._contributions(slot, query) if explain else {})
 
-    def _contributions(self, slot: int, query_terms: Sequence[str]) -> dict[str, float]:
-        ids, weights = self._query_weights(query_terms)
+    def _contributions(self, slot: int, query: _Query) -> dict[str, float]:
         terms = self._doc_terms[slot]
         assert terms is not None
         doc_ids, doc_tfs = terms
-        pos = np.searchsorted(doc_ids, ids)
-        pos = np.minimum(pos, max(len(doc_ids) - 1, 0))
-        present = doc_ids[pos] == ids if len(doc_ids) else np.zeros(len(ids), np.bool_)
+        if not len(doc_ids):
+            return {}
+        pos = np.minimum(np.searchsorted(doc_ids, query.ids), len(doc_ids) - 1)
+        present = doc_ids[pos] == query.ids
         norm = self._norms()[slot]
         k1 = self.params.k1
         out: dict[str, float] = {}
-        for tid, weight, at, hit in zip(
-            ids.tolist(), weights.tolist(), pos.tolist(), present.tolist(), strict=True
+        for name, weight, at, hit in zip(
+            query.names, query.weights.tolist(), pos.tolist(), present.tolist(), strict=True
         ):
             if hit:
                 tf = float(doc_tfs[at])
-                out[self._terms[tid]] = float(weight * tf * (k1 + 1.0) / (tf + norm))
+                out[name] = float(weight * tf * (k1 + 1.0) / (tf + norm))
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _bare(entry: IndexEntry) -> IndexEntry:
+    """The entry without its terms: the postings hold them, and a copy per document would
+    double the index's memory."""
+    if entry.vector is None and not entry.term_freqs:
+        return entry
+    return replace(entry, term_freqs={}, vector=None)
+
+
+def _label_keys(entry: IndexEntry) -> list[tuple[str, str]]:
+    keys = [("tag", t) for t in entry.tags] + [("group", g) for g in entry.groups]
+    if not entry.groups:
+        keys.append(("public", ""))
+    return keys
 
 
 def _best_first(scores: FloatArray, slots: np.ndarray, depth: int) -> list[int]:

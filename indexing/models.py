@@ -103,14 +103,16 @@ class DocumentsPage(BaseModel):
 
 
 class Summary(SQLModel, table=True):
-    """The BM25 summary of one uploaded version: term → frequency, and the number of terms."""
+    """The BM25 summary of one uploaded version: its terms (as sorted 64-bit hashes, see
+    ``indexing.summary``) with their counts, and its number of terms."""
 
     __tablename__ = "summaries"
 
     file_id: str = Field(primary_key=True, max_length=200)
     document_id: str = Field(index=True, max_length=40)
     length: int
-    terms: dict[str, int] = Field(sa_column=Column(JSON, nullable=False))
+    term_hashes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    term_counts: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class Content(SQLModel, table=True):

@@ -22,9 +22,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, event, func, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from indexing.errors import ConfigurationError, DocumentNotFound, InvalidInput
 from indexing.index import IndexEntry
@@ -38,6 +39,7 @@ from indexing.models import (
     UploadIntent,
     utcnow,
 )
+from indexing.summary import TermVector
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The PostgreSQL advisory lock that orders the pool's writers (any constant all processes share).
@@ -75,7 +77,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -83,14 +85,14 @@ def _alembic_config() -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (creating it in an empty database)."""
-    config = _alembic_config()
+    config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
 def schema_is_current(engine: Engine) -> bool:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
 
@@ -300,7 +302,14 @@ class Store:
             if old_file_id is not None and old_file_id != v.file_id:
                 session.exec(delete(Summary).where(col(Summary.file_id) == old_file_id))
                 session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a new version"))
-            summary = Summary(file_id=v.file_id, document_id=doc.id, length=v.length, terms=v.terms)
+            hashes, counts = TermVector.from_counts(v.terms).to_bytes()
+            summary = Summary(
+                file_id=v.file_id,
+                document_id=doc.id,
+                length=v.length,
+                term_hashes=hashes,
+                term_counts=counts,
+            )
             if created:
                 session.add(summary)
             else:
@@ -375,7 +384,8 @@ class Store:
                     file_id=new_file_id,
                     document_id=document_id,
                     length=summary.length,
-                    terms=dict(summary.terms),
+                    term_hashes=summary.term_hashes,
+                    term_counts=summary.term_counts,
                 )
             )
             session.delete(summary)
@@ -392,7 +402,7 @@ class Store:
             summary = session.get(Summary, file_id)
             if summary is None:
                 raise DocumentNotFound(f"no summary for {file_id}")
-            summary.terms = terms
+            summary.term_hashes, summary.term_counts = TermVector.from_counts(terms).to_bytes()
             summary.length = length
             session.add(summary)
             session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
@@ -422,13 +432,41 @@ class Store:
             return list(session.exec(query.limit(limit)))
 
     def index_entries(self, document_ids: Sequence[str] | None = None) -> Iterator[IndexEntry]:
-        """The routing view of documents (all, or those given), streamed from one query."""
-        query = select(Document, Summary).join(Summary, col(Summary.file_id) == Document.file_id)
+        """The routing view of documents (all, or those given), streamed from one query.
+
+        Plain columns rather than ORM objects: loading a large pool is dominated by per-row
+        overhead, and the index needs nothing else.
+        """
+        docs = SQLModel.metadata.tables["documents"]
+        sums = SQLModel.metadata.tables["summaries"]
+        query = sa_select(
+            sums.c.file_id,
+            docs.c.id,
+            docs.c.title,
+            sums.c.length,
+            docs.c.token_estimate,
+            docs.c.tags,
+            docs.c.groups,
+            sums.c.term_hashes,
+            sums.c.term_counts,
+        ).join_from(docs, sums, sums.c.file_id == docs.c.file_id)
         if document_ids is not None:
-            query = query.where(col(Document.id).in_(list(document_ids)))
-        with self.session() as session:
-            for doc, summary in session.exec(query.execution_options(yield_per=2000)):
-                yield index_entry(doc, summary)
+            query = query.where(docs.c.id.in_(list(document_ids)))
+        with self.engine.connect() as connection:
+            rows = connection.execution_options(yield_per=5000).execute(query)
+            row: Any
+            for row in rows:
+                file_id, doc_id, title, length, tokens, tags, groups, hashes, counts = row
+                yield IndexEntry(
+                    file_id=file_id,
+                    document_id=doc_id,
+                    title=title,
+                    length=length,
+                    token_estimate=tokens,
+                    tags=frozenset(tags),
+                    groups=frozenset(groups),
+                    vector=TermVector.from_bytes(hashes, counts),
+                )
 
     # ----------------------------------------------------------- upload intents, retired files
 
@@ -485,19 +523,6 @@ def _fields(v: NewVersion) -> dict[str, Any]:
         "groups": sorted(set(v.groups)),
         "attributes": dict(v.attributes),
     }
-
-
-def index_entry(doc: Document, summary: Summary) -> IndexEntry:
-    return IndexEntry(
-        file_id=summary.file_id,
-        document_id=doc.id,
-        title=doc.title,
-        term_freqs=summary.terms,
-        length=summary.length,
-        token_estimate=doc.token_estimate,
-        tags=frozenset(doc.tags),
-        groups=frozenset(doc.groups),
-    )
 
 
 def encode_cursor(last_id: str) -> str:

@@ -10,13 +10,22 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect
+from alembic import command
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from indexing.errors import DocumentNotFound, InvalidInput
 from indexing.models import Change, Summary
-from indexing.store import NewVersion, Store, encode_cursor, schema_is_current
+from indexing.store import (
+    NewVersion,
+    Store,
+    alembic_config,
+    encode_cursor,
+    make_engine,
+    schema_is_current,
+)
+from indexing.summary import TermVector
 
 TABLES = {
     "alembic_version",
@@ -318,7 +327,10 @@ def test_index_entries_give_the_routing_view_of_all_or_some_documents(store: Sto
     assert entries["file_leave_1"].document_id == leave.id
     assert entries["file_leave_1"].tags == frozenset({"hr"})
     assert entries["file_leave_1"].groups == frozenset({"staff"})
-    assert dict(entries["file_travel"].term_freqs) == {"travel": 2, "receipts": 1}
+    stored = entries["file_travel"].terms()
+    expected = TermVector.from_counts({"travel": 2, "receipts": 1})
+    assert stored.hashes.tolist() == expected.hashes.tolist()
+    assert stored.counts.tolist() == expected.counts.tolist()
     assert entries["file_travel"].length == 3
     assert only_travel == [travel.id]
 
@@ -371,3 +383,42 @@ def test_change_log_is_ordered_and_read_from_a_position(store: Store) -> None:
     assert [c.op for c in later] == ["upsert", "delete"]
     assert [c.seq for c in every] == sorted(c.seq for c in every)
     assert store.latest_change() == later[-1].seq
+
+
+def test_a_pool_with_json_summaries_upgrades_in_place(database_url: str) -> None:
+    """Revision 0001 kept summaries as JSON; 0002 converts them to hashed vectors."""
+    engine = make_engine(database_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        now = datetime.now(UTC)
+        connection.execute(
+            text(
+                "INSERT INTO documents (id, source, title, tags, groups, attributes, filename,"
+                " format, mime_type, content_hash, file_id, version, size_bytes, token_estimate,"
+                " warnings, status, created_at, updated_at) VALUES ('doc_old', '/old.md',"
+                " 'Old', '[]', '[]', '{}', 'old.md', 'markdown', 'text/plain', 'h', 'file_old',"
+                " 1, 10, 3, '[]', 'active', :now, :now)"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO summaries (file_id, document_id, length, terms)"
+                " VALUES ('file_old', 'doc_old', 3, :terms)"
+            ),
+            {"terms": json.dumps({"leav": 2, "annual": 1})},
+        )
+    engine.dispose()
+
+    store = Store.open(database_url)
+    try:
+        assert schema_is_current(store.engine)
+        (entry,) = list(store.index_entries())
+    finally:
+        store.close()
+    expected = TermVector.from_counts({"leav": 2, "annual": 1})
+    assert entry.file_id == "file_old" and entry.length == 3
+    assert entry.terms().hashes.tolist() == expected.hashes.tolist()
+    assert entry.terms().counts.tolist() == expected.counts.tolist()
