@@ -300,7 +300,7 @@ class Store:
             doc.updated_at = now
             session.add(doc)
             if old_file_id is not None and old_file_id != v.file_id:
-                session.exec(delete(Summary).where(col(Summary.file_id) == old_file_id))
+                session.exec(_delete(Summary, col(Summary.file_id) == old_file_id))
                 session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a new version"))
             hashes, counts = TermVector.from_counts(v.terms).to_bytes()
             summary = Summary(
@@ -325,7 +325,7 @@ class Store:
             )
             session.add(Change(op="upsert", document_id=doc.id, file_id=v.file_id))
             if intent_id is not None:
-                session.exec(delete(UploadIntent).where(col(UploadIntent.id) == intent_id))
+                session.exec(_delete(UploadIntent, col(UploadIntent.id) == intent_id))
             session.flush()
             return Committed(doc, created, old_file_id if old_file_id != v.file_id else None)
 
@@ -362,8 +362,8 @@ class Store:
             doc = session.get(Document, document_id)
             if doc is None:
                 raise DocumentNotFound(f"no document with id {document_id!r}")
-            session.exec(delete(Summary).where(col(Summary.document_id) == document_id))
-            session.exec(delete(Content).where(col(Content.document_id) == document_id))
+            session.exec(_delete(Summary, col(Summary.document_id) == document_id))
+            session.exec(_delete(Content, col(Content.document_id) == document_id))
             if doc.file_id is not None:
                 session.merge(RetiredFile(file_id=doc.file_id, reason="document deleted"))
             session.add(Change(op="delete", document_id=document_id, file_id=doc.file_id))
@@ -489,7 +489,7 @@ class Store:
 
     def drop_intent(self, *, intent_id: int) -> None:
         with self.writing() as session:
-            session.exec(delete(UploadIntent).where(col(UploadIntent.id) == intent_id))
+            session.exec(_delete(UploadIntent, col(UploadIntent.id) == intent_id))
 
     def intents(self) -> list[UploadIntent]:
         with self.session() as session:
@@ -505,7 +505,13 @@ class Store:
 
     def forget_retired(self, *, file_id: str) -> None:
         with self.writing() as session:
-            session.exec(delete(RetiredFile).where(col(RetiredFile.file_id) == file_id))
+            session.exec(_delete(RetiredFile, col(RetiredFile.file_id) == file_id))
+
+
+def _delete(table: type[SQLModel], condition: Any) -> Any:
+    """A DELETE by key. No ORM objects of these rows live in the sessions here, so the
+    session is not searched for them (``synchronize_session``), which costs per statement."""
+    return delete(table).where(condition).execution_options(synchronize_session=False)
 
 
 def _fields(v: NewVersion) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import _bench_common as common  # also puts the repository root on sys.path
@@ -57,7 +59,8 @@ def ingest_run(concurrency: int, backend: FilesBackend | None = None) -> Run:
     ``backend``, into a local files store inside that directory."""
     with tempfile.TemporaryDirectory(prefix="kpool-bench-ingest-") as tmp:
         backend = backend or LocalFilesBackend(Path(tmp) / "files")
-        pool = Pool.open(PoolConfig(data_dir=Path(tmp)), backend)
+        # As `kpool ingest` opens it: no live index in the ingesting process.
+        pool = Pool.open(PoolConfig(data_dir=Path(tmp)), backend, load_index=False)
         try:
             report, ms = common.timed(bulk_ingest, pool, [PAGES], concurrency=concurrency)
         finally:
@@ -80,26 +83,42 @@ def local_run() -> Run:
     return ingest_run(DEFAULT_CONCURRENCY)
 
 
+def _serve_fake(delay: float, address: Connection) -> None:
+    """Child process: a fake Files API answering each upload after ``delay`` seconds."""
+    fake = FakeAnthropic()
+    fake.upload_delay = delay
+    with FakeAnthropicServer(fake):
+        address.send((fake.base_url, fake.api_key))
+        address.recv()  # block until the parent is done
+        address.send((len(fake.files), [repr(e) for e in fake.internal_errors]))
+
+
 def fake_api_runs(concurrencies: tuple[int, ...]) -> list[Run]:
-    """One run per concurrency against one fake server, emptied between runs."""
+    """One run per concurrency, each against a fresh fake Files API in its own process: the
+    real API is remote, so its work must not compete with ingest for this process's GIL."""
     runs = []
-    with FakeAnthropicServer(FakeAnthropic()) as fake:
-        for concurrency in concurrencies:
-            fake.reset()
-            fake.upload_delay = UPLOAD_DELAY
-            client = make_client(
-                api_key=fake.api_key, base_url=fake.base_url, timeout=30.0, max_retries=3
-            )
+    context = multiprocessing.get_context("spawn")
+    for concurrency in concurrencies:
+        ours, theirs = context.Pipe()
+        server = context.Process(target=_serve_fake, args=(UPLOAD_DELAY, theirs), daemon=True)
+        server.start()
+        try:
+            base_url, api_key = ours.recv()
+            client = make_client(api_key=api_key, base_url=base_url, timeout=30.0, max_retries=3)
             try:
                 runs.append(ingest_run(concurrency, AnthropicFilesBackend(client)))
             finally:
                 client.close()
-            if fake.internal_errors:
-                raise RuntimeError(f"the fake Files API crashed: {fake.internal_errors!r}")
-            if len(fake.files) != runs[-1].added:
-                raise RuntimeError(
-                    f"the fake holds {len(fake.files)} files for {runs[-1].added} documents added"
-                )
+            ours.send("done")
+            stored, errors = ours.recv()
+        finally:
+            server.join(timeout=30)
+            if server.is_alive():
+                server.kill()
+        if errors:
+            raise RuntimeError(f"the fake Files API crashed: {errors}")
+        if stored != runs[-1].added:
+            raise RuntimeError(f"the fake holds {stored} files for {runs[-1].added} added")
     return runs
 
 

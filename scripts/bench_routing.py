@@ -47,6 +47,7 @@ from indexing.ingest import indexable_text
 from indexing.models import Document, Summary
 from indexing.pool import Pool, PoolConfig
 from indexing.store import NewVersion, Store
+from indexing.summary import TermVector
 from service.router import route
 
 TOP_K = 10
@@ -261,12 +262,14 @@ def write_store(store: Store, corpus: Corpus, n: int, batch: int = 2_000) -> Non
                         "updated_at": now,
                     }
                 )
+                hashes, counts = TermVector.from_counts(corpus.term_freqs(i)).to_bytes()
                 summaries.append(
                     {
                         "file_id": file_id(i),
                         "document_id": document_id(i),
                         "length": length,
-                        "terms": corpus.term_freqs(i),
+                        "term_hashes": hashes,
+                        "term_counts": counts,
                     }
                 )
             connection.execute(insert(Document), docs)
