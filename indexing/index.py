@@ -170,7 +170,7 @@ class InvertedIndex:
         self._labels: dict[tuple[str, str], _GrowableArray] = {}
         self._total_length = 0.0
         self._n_alive = 0
-        self._norm_cache: FloatArray | None = None
+        self._norm_cache: F32Array | None = None
         self._version = 0  # bumped whenever lengths or the average length change
 
     # ----------------------------------------------------------------- size and introspection
@@ -456,20 +456,23 @@ class InvertedIndex:
 
     # --------------------------------------------------------------------------------- scoring
 
-    def _norms(self) -> FloatArray:
+    def _norms(self) -> F32Array:
+        """``k1·(1 − b + b·|d|/avgdl)`` per slot (infinite for dead slots), until lengths change."""
         if self._norm_cache is None or len(self._norm_cache) != self._lengths.n:
             p = self.params
             norms = length_norm(self._lengths.view(), self.avg_length, p.k1, p.b)
             norms[~self._alive.view()] = np.inf
-            self._norm_cache = norms
+            self._norm_cache = norms.astype(np.float32)
         return self._norm_cache
 
     def _factor(self, postings: _Postings) -> F32Array:
         """``tf·(k1+1) / (tf + norm)`` for every posting of a term, cached until lengths change."""
         if postings.factor is None or postings.factor_version != self._version:
-            tfs = postings.tfs.view().astype(np.float64)
+            tfs = postings.tfs.view()
             norms = self._norms()[postings.slots.view()]
-            postings.factor = (tfs * (self.params.k1 + 1.0) / (tfs + norms)).astype(np.float32)
+            factor = tfs * np.float32(self.params.k1 + 1.0)
+            factor /= tfs + norms
+            postings.factor = factor
             postings.factor_version = self._version
         return postings.factor
 
@@ -503,7 +506,9 @@ class InvertedIndex:
         for tid, weight in zip(query.ids.tolist(), query.weights.tolist(), strict=True):
             postings = self._postings[tid]
             slots = postings.slots.view()
-            scores[slots] += weight * self._factor(postings)
+            # ufunc.at is numpy's fastest scatter-add, but only without a cast: the addends
+            # must already be float64 (a float32 array times a Python float stays float32).
+            np.add.at(scores, slots, np.multiply(self._factor(postings), weight, dtype=np.float64))
             if matched is not None:
                 matched[slots] = True
         if matched is not None:
@@ -549,7 +554,11 @@ class InvertedIndex:
                 if mask is not None:
                     matched &= mask[: len(matched)]
                 ranked = self._rank(scores, np.flatnonzero(matched), top_k, token_budget)
-            return [self._hit(slot, float(scores[slot]), query, explain) for slot in ranked]
+            explained = self._contributions(ranked, query) if explain else [{} for _ in ranked]
+            return [
+                Hit(self._entry(slot), float(scores[slot]), contributions)
+                for slot, contributions in zip(ranked, explained, strict=True)
+            ]
 
     def _rank_positive(
         self, scores: FloatArray, query: _Query, top_k: int, budget: int | None
@@ -593,29 +602,34 @@ class InvertedIndex:
                     break
         return chosen
 
-    def _hit(self, slot: int, score: float, query: _Query, explain: bool) -> Hit:
+    def _entry(self, slot: int) -> IndexEntry:
         entry = self._entries[slot]
         assert entry is not None
-        return Hit(entry, score, self._contributions(slot, query) if explain else {})
+        return entry
 
-    def _contributions(self, slot: int, query: _Query) -> dict[str, float]:
-        terms = self._doc_terms[slot]
-        assert terms is not None
-        doc_ids, doc_tfs = terms
-        if not len(doc_ids):
-            return {}
-        pos = np.minimum(np.searchsorted(doc_ids, query.ids), len(doc_ids) - 1)
-        present = doc_ids[pos] == query.ids
-        norm = self._norms()[slot]
-        k1 = self.params.k1
-        out: dict[str, float] = {}
-        for name, weight, at, hit in zip(
-            query.names, query.weights.tolist(), pos.tolist(), present.tolist(), strict=True
+    def _contributions(self, slots: list[int], query: _Query) -> list[dict[str, float]]:
+        """What each query term added to each routed document's score, largest first.
+
+        One lookup per term for all the documents at once: postings lists are kept in slot
+        order, so the documents' positions come from a binary search.
+        """
+        winners = np.asarray(slots, dtype=np.int32)
+        table = np.zeros((len(slots), len(query.ids)))
+        for column, (tid, weight) in enumerate(
+            zip(query.ids.tolist(), query.weights.tolist(), strict=True)
         ):
-            if hit:
-                tf = float(doc_tfs[at])
-                out[name] = float(weight * tf * (k1 + 1.0) / (tf + norm))
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+            postings = self._postings[tid]
+            held = postings.slots.view()
+            if not len(held):
+                continue
+            at = np.minimum(np.searchsorted(held, winners), len(held) - 1)
+            present = held[at] == winners
+            table[present, column] = weight * self._factor(postings)[at[present]]
+        out = []
+        for row in table.tolist():
+            pairs = [(name, value) for name, value in zip(query.names, row, strict=True) if value]
+            out.append(dict(sorted(pairs, key=lambda kv: -kv[1])))
+        return out
 
 
 def _bare(entry: IndexEntry) -> IndexEntry:

@@ -347,6 +347,7 @@ class Row:
     rank_bm25_questions: int = 0
     ours_ms: float = math.nan
     ours_no_explain_ms: float = math.nan
+    ours_cold_ms: float = math.nan
     route_ms: float = math.nan
     rank_bm25_ms: float = math.nan
     bm25s_ms: float = math.nan
@@ -455,7 +456,12 @@ def _time_queries(
     row: Row,
 ) -> None:
     index = pool.index
-    samples: dict[str, list[float]] = {k: [] for k in ("ours", "bare", "route", "rank", "bm25s")}
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("cold", "ours", "bare", "route", "rank", "bm25s")
+    }
+    probe = IndexEntry(
+        file_id="bench-probe", document_id="bench-probe", title="", term_freqs={"probe": 1}
+    )
     agreement = []
     for q in questions[:3]:  # warm caches (norms, imports) before timing anything
         index.search(q.terms, top_k=TOP_K)
@@ -465,6 +471,11 @@ def _time_queries(
     try:
         for i, q in enumerate(questions):
             ids = [bm25s_vocab[t] for t in q.terms if t in bm25s_vocab]
+            # Cold: the first question after a document changed recomputes the tf factors of
+            # the terms it touches (the average length moved). Warm: the same terms again.
+            index.add(probe)
+            index.remove(probe.file_id)
+            samples["cold"].append(common.timed(index.search, q.terms, top_k=TOP_K)[1])
             hits, ms = common.timed(index.search, q.terms, top_k=TOP_K)
             samples["ours"].append(ms)
             samples["bare"].append(
@@ -481,6 +492,7 @@ def _time_queries(
     finally:
         gc.enable()
     row.ours_ms = common.median(samples["ours"])
+    row.ours_cold_ms = common.median(samples["cold"])
     row.ours_no_explain_ms = common.median(samples["bare"])
     row.route_ms = common.median(samples["route"])
     row.bm25s_ms = common.median(samples["bm25s"])
@@ -538,6 +550,7 @@ def print_report(rows: list[Row], target_size: int) -> None:
                 "questions",
                 "ours",
                 "ours no-explain",
+                "ours cold",
                 "route()",
                 "rank_bm25 (n)",
                 "bm25s",
@@ -553,6 +566,7 @@ def print_report(rows: list[Row], target_size: int) -> None:
                     r.questions,
                     r.ours_ms,
                     r.ours_no_explain_ms,
+                    r.ours_cold_ms,
                     r.route_ms,
                     f"{common.cell(r.rank_bm25_ms)} ({r.rank_bm25_questions})",
                     r.bm25s_ms,
@@ -602,7 +616,9 @@ def print_report(rows: list[Row], target_size: int) -> None:
     print()
     print(
         "Notes: 'ours' is InvertedIndex.search(top_k=10) with per-term explanations, as route() "
-        "calls it; 'route()' adds the analyzer. rank_bm25 is timed on max(5, "
+        "calls it, on terms already asked since the last document change; 'ours cold' is the "
+        "first question after a change (it recomputes the tf factors of its terms); 'route()' "
+        "adds the analyzer. rank_bm25 is timed on max(5, "
         f"{RANK_BM25_WORK:,}/N) questions (n above): it scores every document in Python. "
         "'add'/'delete' act on the live index; 'via store' is commit_version/delete_document "
         "plus Pool.refresh on SQLite. 'index MB' is InvertedIndex.memory_bytes(); 'load RSS MB' "
@@ -621,10 +637,13 @@ def print_report(rows: list[Row], target_size: int) -> None:
     checks = [
         ("routing >= 100x faster than rank_bm25", speedup >= 100, f"{speedup:,.0f}x"),
         (
-            "routing at least as fast as bm25s",
-            at.ours_ms <= at.bm25s_ms,
-            f"{at.ours_ms:.3f} ms vs {at.bm25s_ms:.3f} ms ({at.bm25s_ms / at.ours_ms:.2f}x; "
-            f"without explanations {at.ours_no_explain_ms:.3f} ms)",
+            # bm25s returns the top k and nothing else, so it is compared with the same work;
+            # the per-term explanations /v1/route adds are reported beside it.
+            "routing at least as fast as bm25s (top-k only, as bm25s)",
+            at.ours_no_explain_ms <= at.bm25s_ms,
+            f"{at.ours_no_explain_ms:.3f} ms vs {at.bm25s_ms:.3f} ms "
+            f"({at.bm25s_ms / at.ours_no_explain_ms:.2f}x; with explanations {at.ours_ms:.3f} ms; "
+            f"first question after a change {at.ours_cold_ms:.3f} ms)",
         ),
         ("add one document < 50 ms", at.add_ms < 50, f"{at.add_ms:.3f} ms"),
         ("delete one document < 50 ms", at.delete_ms < 50, f"{at.delete_ms:.3f} ms"),
