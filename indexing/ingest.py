@@ -150,20 +150,18 @@ def ingest(pool: Pool, request: IngestRequest, *, dry_run: bool = False) -> Outc
 
 
 def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
-    existing = pool.store.find_document(source=request.source)
+    existing, twin = pool.store.find_source_or_twin(source=request.source, content_hash=digest)
     if existing is not None and existing.content_hash == digest:
         return _metadata_only(pool, existing, request, dry_run=dry_run)
-    if existing is None:
-        twin = pool.store.find_by_hash(digest)
-        if twin is not None:
-            return Outcome(
-                request.source,
-                "unchanged",
-                document_id=twin.id,
-                file_id=twin.file_id,
-                title=twin.title,
-                reason=f"same content as {twin.source}",
-            )
+    if existing is None and twin is not None:
+        return Outcome(
+            request.source,
+            "unchanged",
+            document_id=twin.id,
+            file_id=twin.file_id,
+            title=twin.title,
+            reason=f"same content as {twin.source}",
+        )
     extracted = extract(request.name, request.data, pool.config.limits)
     version = _new_version(pool, request, extracted, digest)
     status: Status = "added" if existing is None else "updated"

@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, delete, event, func, text
+from sqlalchemy import Engine, delete, event, func, insert, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -213,6 +213,22 @@ class Store:
             query = query.where(Document.file_id == file_id)
         with self.session() as session:
             return session.exec(query).first()
+
+    def find_source_or_twin(
+        self, *, source: str, content_hash: str
+    ) -> tuple[Document | None, Document | None]:
+        """In one query: the document at ``source``, and the oldest other document with the
+        same content (what ingest needs to decide between add, update and no-op)."""
+        query = (
+            select(Document)
+            .where(or_(col(Document.source) == source, col(Document.content_hash) == content_hash))
+            .order_by(col(Document.created_at))
+        )
+        with self.session() as session:
+            rows = list(session.exec(query))
+        own = next((d for d in rows if d.source == source), None)
+        twin = next((d for d in rows if d.source != source), None)
+        return own, twin
 
     def find_by_hash(self, content_hash: str) -> Document | None:
         with self.session() as session:
@@ -470,22 +486,29 @@ class Store:
 
     # ----------------------------------------------------------- upload intents, retired files
 
+    # Intents are written on every upload: plain statements, no ORM unit of work.
+
     def record_intent(self, *, source: str, filename: str, content_hash: str, owner: str) -> int:
+        intents = SQLModel.metadata.tables["upload_intents"]
+        row = {
+            "source": source,
+            "filename": filename,
+            "content_hash": content_hash,
+            "owner": owner,
+            "created_at": utcnow(),
+        }
         with self.writing() as session:
-            intent = UploadIntent(
-                source=source, filename=filename, content_hash=content_hash, owner=owner
-            )
-            session.add(intent)
-            session.flush()
-            assert intent.id is not None
-            return intent.id
+            result = session.connection().execute(insert(intents).values(row))
+            (intent_id,) = result.inserted_primary_key or (None,)
+            assert intent_id is not None
+            return int(intent_id)
 
     def set_intent_file(self, *, intent_id: int, file_id: str) -> None:
+        intents = SQLModel.metadata.tables["upload_intents"]
         with self.writing() as session:
-            intent = session.get(UploadIntent, intent_id)
-            if intent is not None:
-                intent.file_id = file_id
-                session.add(intent)
+            session.connection().execute(
+                update(intents).where(intents.c.id == intent_id).values(file_id=file_id)
+            )
 
     def drop_intent(self, *, intent_id: int) -> None:
         with self.writing() as session:
