@@ -315,23 +315,36 @@ class Store:
             doc.status = "active"
             doc.updated_at = now
             session.add(doc)
+            session.flush()
+            # The rows around the document go in as plain statements: this runs once per
+            # upload, and the ORM's unit of work costs more than the SQL itself.
+            tables = SQLModel.metadata.tables
+            run = session.connection().execute
             if old_file_id is not None and old_file_id != v.file_id:
-                session.exec(_delete(Summary, col(Summary.file_id) == old_file_id))
-                session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a new version"))
+                run(delete(tables["summaries"]).where(tables["summaries"].c.file_id == old_file_id))
+                run(
+                    delete(tables["retired_files"]).where(
+                        tables["retired_files"].c.file_id == old_file_id
+                    )
+                )
+                run(
+                    insert(tables["retired_files"]).values(
+                        file_id=old_file_id, reason="replaced by a new version", created_at=now
+                    )
+                )
             hashes, counts = TermVector.from_counts(v.terms).to_bytes()
-            summary = Summary(
-                file_id=v.file_id,
-                document_id=doc.id,
-                length=v.length,
-                term_hashes=hashes,
-                term_counts=counts,
+            run(
+                insert(tables["summaries"]).values(
+                    file_id=v.file_id,
+                    document_id=doc.id,
+                    length=v.length,
+                    term_hashes=hashes,
+                    term_counts=counts,
+                )
             )
-            if created:
-                session.add(summary)
-            else:
-                session.merge(summary)
-            (session.add if created else session.merge)(
-                Content(
+            run(delete(tables["contents"]).where(tables["contents"].c.document_id == doc.id))
+            run(
+                insert(tables["contents"]).values(
                     document_id=doc.id,
                     content_hash=v.content_hash,
                     original=v.original,
@@ -339,10 +352,14 @@ class Store:
                     page_spans=v.page_spans,
                 )
             )
-            session.add(Change(op="upsert", document_id=doc.id, file_id=v.file_id))
+            run(
+                insert(tables["changes"]).values(
+                    op="upsert", document_id=doc.id, file_id=v.file_id, at=now
+                )
+            )
             if intent_id is not None:
-                session.exec(_delete(UploadIntent, col(UploadIntent.id) == intent_id))
-            session.flush()
+                intents = tables["upload_intents"]
+                run(delete(intents).where(intents.c.id == intent_id))
             return Committed(doc, created, old_file_id if old_file_id != v.file_id else None)
 
     def update_metadata(
