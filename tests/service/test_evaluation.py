@@ -1,0 +1,65 @@
+"""Routing quality metrics, and the figures the project holds itself to on real datasets."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from service.evaluation import evaluate, mrr_at, ndcg_at, recall_at, summarise
+from service.settings import Settings
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def test_recall_counts_relevant_documents_found_within_k() -> None:
+    relevant = {"a": 1, "b": 2, "c": 0}
+    assert recall_at(["x", "a", "b"], relevant, 1) == 0.0
+    assert recall_at(["x", "a", "b"], relevant, 2) == 0.5
+    assert recall_at(["x", "a", "b"], relevant, 3) == 1.0
+
+
+def test_ndcg_uses_the_grade_as_gain_like_trec_eval() -> None:
+    relevant = {"a": 1, "b": 2}
+    dcg = 1 / math.log2(2) + 2 / math.log2(3)  # a at rank 1, b at rank 2
+    ideal = 2 / math.log2(2) + 1 / math.log2(3)
+    assert ndcg_at(["a", "b"], relevant) == pytest.approx(dcg / ideal)
+    assert ndcg_at(["b", "a"], relevant) == pytest.approx(1.0)
+    assert ndcg_at(["x"] * 10 + ["a"], relevant) == 0.0
+
+
+def test_mrr_takes_the_first_relevant_rank() -> None:
+    assert mrr_at(["x", "y", "a"], {"a": 1}) == pytest.approx(1 / 3)
+    assert mrr_at(["x"], {"a": 1}) == 0.0
+
+
+def test_summary_averages_over_judged_queries() -> None:
+    runs = {"q1": ["a"], "q2": ["x", "b"]}
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}}
+    metrics = summarise(runs, qrels, [1, 3])
+    assert metrics["queries"] == 2
+    assert metrics["recall@1"] == 0.5 and metrics["recall@3"] == 1.0
+    assert metrics["mrr@10"] == 0.75
+
+
+def _dataset(name: str) -> Path:
+    path = DATA / name
+    if not (path / "corpus.jsonl").is_file():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.mark.slow
+def test_scifact_ndcg_at_10_reaches_published_lucene_bm25(tmp_path: Path) -> None:
+    metrics = evaluate(_dataset("scifact"), settings=Settings(home=tmp_path))
+    assert metrics["queries"] == 300
+    assert metrics["ndcg@10"] >= 0.665  # published Lucene BM25: 0.665-0.679
+
+
+@pytest.mark.slow
+def test_18f_handbook_questions_are_routed_through_the_service_route(tmp_path: Path) -> None:
+    metrics = evaluate(_dataset("18f-handbook-qa"), settings=Settings(home=tmp_path))
+    assert set(metrics) == {"queries", "recall@1", "recall@3", "recall@10", "ndcg@10", "mrr@10"}
+    assert metrics["queries"] == 100
+    assert metrics["recall@10"] >= metrics["recall@3"] >= metrics["recall@1"] > 0
