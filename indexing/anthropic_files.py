@@ -26,7 +26,7 @@ from indexing.errors import (
 from indexing.files import IDS_PER_LIST_CALL, RemoteFile, as_utc
 
 
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds the API asked us to wait: ``retry-after`` (seconds or HTTP date), else ``-ms``."""
     value = headers.get("retry-after")
     if value:
@@ -74,7 +74,7 @@ def _translate_status_error(
     if status in (409, 429) or status >= 500:
         return UpstreamUnavailable(
             f"Anthropic's Files API is unavailable or rate limiting after retries ({detail}).",
-            retry_after=_retry_after_seconds(exc.response.headers),
+            retry_after=retry_after_seconds(exc.response.headers),
         )
     message = exc.api_message or "no message"
     return UpstreamError(f"Anthropic's Files API rejected the request: {message} ({detail}).")

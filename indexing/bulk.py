@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,8 @@ from typing import Any
 from indexing.errors import InvalidInput, PoolError
 from indexing.ingest import IngestRequest, Outcome, Recovery, delete_document, ingest, recover
 from indexing.pool import Pool
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("added", "updated", "unchanged", "failed", "pruned")
 
@@ -225,7 +228,10 @@ def bulk_ingest(
     files = [(root, path) for root, path in files if path != manifest_path]
     report = BulkReport(skipped=skipped)
     if not dry_run:
-        report.recovery = recover(pool)
+        try:
+            report.recovery = recover(pool)
+        except PoolError as exc:  # cleanup can wait for the next run; the ingest cannot
+            report.skipped.append(("(recovery)", f"cleanup of an earlier run postponed: {exc}"))
     manifest_dir = None if manifest_path is None else manifest_path.parent
     requests = [
         _PathRequest(
@@ -243,7 +249,11 @@ def bulk_ingest(
             done += 1
             if on_outcome is not None:
                 on_outcome(outcome, done, total)
-    if prune:
+    unlisted = [path for path, reason in skipped if reason.startswith("cannot list")]
+    if prune and unlisted:
+        # A folder we could not read would look empty: pruning now would delete its documents.
+        report.skipped.append(("(prune)", f"not pruned: could not list {', '.join(unlisted)}"))
+    elif prune:
         seen = {str(path) for _, path in files}
         for outcome in _prune(pool, paths, seen, dry_run=dry_run):
             report.outcomes.append(outcome)
@@ -285,7 +295,9 @@ def _ingest_path(pool: Pool, item: _PathRequest, dry_run: bool) -> Outcome:
     try:
         return ingest(pool, request, dry_run=dry_run)
     except Exception as exc:  # one bad file must not stop the batch
-        return Outcome(source, "failed", reason=f"unexpected error: {type(exc).__name__}: {exc}")
+        # Only the type: a driver's message can quote the SQL parameters, document text included.
+        log.exception("unexpected error ingesting %s", source)
+        return Outcome(source, "failed", reason=f"unexpected error ({type(exc).__name__})")
 
 
 def _prune(pool: Pool, roots: Sequence[Path], seen: set[str], *, dry_run: bool) -> list[Outcome]:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from indexing.errors import (
     DocumentNotFound,
+    FileTooLarge,
     PoolError,
     UpstreamError,
     UpstreamTimeout,
@@ -48,6 +49,8 @@ Status = Literal["added", "updated", "unchanged", "failed", "pruned"]
 
 #: Rough tokens per PDF page beyond its text (each page is also sent as an image).
 PDF_PAGE_TOKENS = 1_500
+#: How long after its intent an upload can land (well beyond the SDK's timeouts and retries).
+UPLOAD_WINDOW = timedelta(minutes=15)
 #: Characters per token, a conservative average for English prose.
 CHARS_PER_TOKEN = 4.0
 
@@ -87,6 +90,8 @@ class Outcome:
     title: str | None = None
     reason: str = ""
     warnings: tuple[str, ...] = ()
+    #: The error behind a ``failed`` status, for callers that map its kind (an HTTP status).
+    error: PoolError | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -146,7 +151,14 @@ def ingest(pool: Pool, request: IngestRequest, *, dry_run: bool = False) -> Outc
         with _same_content.hold(digest):
             return _ingest(pool, request, digest, dry_run=dry_run)
     except PoolError as exc:
-        return Outcome(request.source, "failed", reason=str(exc))
+        return Outcome(request.source, "failed", reason=str(exc), error=_detached(exc))
+
+
+def _detached(exc: PoolError) -> PoolError:
+    """``exc`` without its traceback and chained errors: a bulk report keeps every outcome, and
+    their frames would keep each failed file's bytes alive."""
+    exc.__traceback__ = exc.__cause__ = exc.__context__ = None
+    return exc
 
 
 def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
@@ -163,6 +175,14 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
             reason=f"same content as {twin.source}",
         )
     extracted = extract(request.name, request.data, pool.config.limits)
+    if existing is not None:
+        # A new version keeps who may see it and how it is tagged unless the request says
+        # otherwise: a cron run without --group must not make a restricted document public.
+        request = replace(
+            request,
+            tags=request.tags or tuple(existing.tags),
+            groups=request.groups or tuple(existing.groups),
+        )
     version = _new_version(pool, request, extracted, digest)
     status: Status = "added" if existing is None else "updated"
     if dry_run:
@@ -268,7 +288,7 @@ def _upload(
         # The file may exist upstream even though we never saw its id: keep the intent so
         # ``recover`` finds and deletes it by name and time.
         raise
-    except UpstreamError:
+    except (UpstreamError, FileTooLarge):
         pool.store.drop_intent(intent_id=intent_id)
         raise
     pool.store.set_intent_file(intent_id=intent_id, file_id=remote.id)
@@ -394,9 +414,14 @@ def _clear_abandoned(pool: Pool, intents: list[UploadIntent], report: Recovery) 
             # The upload may have landed without us learning its id: match by name and time.
             if listing is None:
                 listing = list(pool.backend.list())
+            # Bounded on both sides: an upload lands within its timeout of the intent, and a
+            # later file of the same name belongs to someone else's upload.
             since = intent.created_at - timedelta(minutes=1)
+            until = intent.created_at + UPLOAD_WINDOW
             candidates = [
-                f.id for f in listing if f.filename == intent.filename and f.created_at >= since
+                f.id
+                for f in listing
+                if f.filename == intent.filename and since <= f.created_at <= until
             ]
         for file_id in candidates:
             if file_id not in referenced:

@@ -57,12 +57,18 @@ def sqlite_url(path: Path) -> str:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign-thread use."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+    # hide_parameters: a driver error's message must not carry document text into a report.
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def _redact(url: str) -> str:
@@ -70,11 +76,24 @@ def _redact(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling starts a transaction only at the first write, so a
+    # read-then-write is not isolated; transactions are begun explicitly instead (_sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """``BEGIN IMMEDIATE`` for writers: the database's write lock is taken before the first
+    read, so two processes updating one document cannot both read the old version."""
+    write = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_WRITE_OPTION = "kpool_write"
 
 
 def alembic_config() -> Config:
@@ -165,7 +184,8 @@ class Store:
         if lock is not None:
             lock.acquire()
         try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            bind = self.engine.execution_options(**{_WRITE_OPTION: True})
+            with Session(bind, expire_on_commit=False) as session, session.begin():
                 if self.engine.dialect.name == "postgresql":
                     # Change-log seqs come from a sequence, handed out before commit: two
                     # writers could commit seq n+1 before n, and a refresh in between would skip

@@ -17,15 +17,19 @@ from fastapi import FastAPI
 
 from indexing.pool import Pool
 from service import errors
+from service.ask import Answerer, make_answerer
 from service.pool import open_pool
-from service.routes import health, route
+from service.routes import ask, health, route
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
-    """Build the app; it opens (and closes) its own pool unless one is given."""
+def create_app(
+    settings: Settings, *, pool: Pool | None = None, answerer: Answerer | None = None
+) -> FastAPI:
+    """Build the app; it opens (and closes) its own pool unless one is given, and answers
+    with Claude or extractively as the settings say unless an answerer is given."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,9 +58,14 @@ def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.answerer = answerer or make_answerer(settings)
+    warning = settings.deprecated_model_warning()
+    if warning and app.state.answerer.mode == "claude":
+        log.warning(warning)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(route.router)
+    app.include_router(ask.router)
     return app
 
 

@@ -220,6 +220,45 @@ def route(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool
         click.echo(f"   matched: {terms}")
 
 
+# --------------------------------------------------------------------------------------- ask
+
+
+@main.command("ask")
+@click.argument("question")
+@click.option("--top-k", type=click.IntRange(1, 20), default=None, help="How many documents.")
+@click.option("--tag", "tags", multiple=True, help="Only documents with this tag (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as /v1/ask returns it.")
+def ask_command(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool) -> None:
+    """Answer a question from the pool, with numbered sources (no server needed).
+
+    Example: kpool ask "how many days of annual leave can I carry over?"
+    """
+    from service.ask import ask, make_answerer
+
+    settings = _settings()
+    with _pool(load_index=True) as pool:
+        answer = ask(
+            pool, settings, make_answerer(settings), question, top_k=top_k, tags=list(tags) or None
+        )
+    if as_json:
+        _print_json(answer.as_dict())
+        return
+    click.echo(answer.answer)
+    if answer.citations:
+        click.echo("\nSources:")
+    for citation in answer.citations:
+        where = (
+            f"pages {citation.start_page_number}-{citation.end_page_number - 1}"
+            if citation.start_page_number is not None and citation.end_page_number is not None
+            else f"characters {citation.start_char_index}-{citation.end_char_index}"
+        )
+        click.echo(f"[{citation.number}] {citation.document_title} ({where})")
+    if answer.mode == "extractive":
+        click.echo(
+            "\n(extractive mode: quoted passages, no model; set ANTHROPIC_API_KEY for answers)"
+        )
+
+
 # -------------------------------------------------------------------------------------- docs
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from indexing.pool import Pool
+from service.ask import Answerer
 from service.settings import Settings
 
 
@@ -20,5 +21,11 @@ def get_pool(request: Request) -> Pool:
     return pool
 
 
+def get_answerer(request: Request) -> Answerer:
+    answerer: Answerer = request.app.state.answerer
+    return answerer
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 PoolDep = Annotated[Pool, Depends(get_pool)]
+AnswererDep = Annotated[Answerer, Depends(get_answerer)]

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     anthropic_max_retries: int = Field(
         default=3, ge=0, le=10, description="SDK retries on 429/5xx."
     )
+    model: str = Field(
+        default="claude-sonnet-5-5", description="Claude model that answers (with an API key)."
+    )
+    max_tokens: int = Field(default=1024, ge=1, le=64_000, description="Longest answer, tokens.")
+    system_prompt: str | None = Field(
+        default=None, description="Replaces the built-in system prompt."
+    )
     host: str = Field(default="127.0.0.1", description="Interface `kpool serve` binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `kpool serve` binds to.")
     top_k: int = Field(default=3, ge=1, le=100, description="Documents routed per question.")
@@ -111,6 +118,15 @@ class Settings(BaseSettings):
                 "set it, or use KPOOL_FILES_BACKEND=local"
             )
         return self
+
+    def deprecated_model_warning(self) -> str | None:
+        """A warning when the configured model is in the pinned SDK's deprecated list."""
+        from anthropic._data.deprecated_models import DEPRECATED_MODELS
+
+        end = DEPRECATED_MODELS.get(self.model)
+        if end is None:
+            return None
+        return f"KPOOL_MODEL={self.model} is deprecated and reaches end of life on {end}"
 
     @property
     def backend_name(self) -> Literal["local", "anthropic"]:

@@ -37,7 +37,7 @@ class RouteResponse(BaseModel):
 
 
 @router.post("/v1/route", response_model=RouteResponse)
-async def post_route(body: RouteRequest, pool: PoolDep, settings: SettingsDep) -> RouteResponse:
+def post_route(body: RouteRequest, pool: PoolDep, settings: SettingsDep) -> RouteResponse:
     """Route a question to the best documents, with scores and matched terms."""
     result = route(
         pool,

@@ -390,3 +390,13 @@ def test_a_rejected_upload_fails_with_the_reason_and_drops_its_intent(
     assert "file: unsupported content" in outcome.reason
     assert pool.store.count_documents() == 0
     assert pool.store.intents() == []
+
+
+def test_a_new_version_keeps_its_groups_and_tags_unless_the_request_sets_them(pool: Pool) -> None:
+    first = add(pool, "/docs/pay.md", "Pay bands. " + LEAVE, groups=("hr",), tags=("pay",))
+    # A later run without --group/--tag (a cron job) must not make the document public.
+    second = add(pool, "/docs/pay.md", "Pay bands, revised. " + LEAVE)
+    assert second.status == "updated" and second.document_id == first.document_id
+    doc = pool.store.get_document(second.document_id or "")
+    assert doc.groups == ["hr"] and doc.tags == ["pay"]
+    assert pool.index.search(pool.analyzer.terms("pay bands"), top_k=5, groups=[]) == []

@@ -175,6 +175,7 @@ def test_eval_rejects_a_folder_that_is_not_a_beir_dataset(tmp_path: Path) -> Non
         ["serve"],
         ["ingest"],
         ["route"],
+        ["ask"],
         ["docs", "list"],
         ["docs", "show"],
         ["docs", "rm"],
