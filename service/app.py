@@ -19,7 +19,7 @@ from indexing.pool import Pool
 from service import errors
 from service.ask import Answerer, make_answerer
 from service.pool import open_pool
-from service.routes import ask, health, route
+from service.routes import ask, documents, health, route
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(route.router)
+    app.include_router(documents.router)
     app.include_router(ask.router)
     return app
 
