@@ -10,7 +10,8 @@ Layout, so Messages can be added in a sibling module without touching this one:
 * wire helpers: ``ApiError``, ``error_response``, request ids, the per-request pipeline
   (``api_route``: record, injected failures, auth, version, then the handler);
 * ``FakeAnthropic``: the thread-safe state and the test controls;
-* ``files_routes(fake)``: the Files endpoints, one route group;
+* ``files_routes(fake)``: the Files endpoints, one route group (the Messages endpoints are the
+  other default group, in ``messages.py``; their controls are ``fake.messages``);
 * ``create_app(fake, route_groups=...)``: the module-level app factory;
 * ``FakeAnthropicServer``: uvicorn on 127.0.0.1 and a free port, in a background thread.
 """
@@ -29,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,6 +39,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+if TYPE_CHECKING:
+    from tests.fakes.messages import FakeMessages
 
 SUPPORTED_VERSIONS = frozenset({"2023-06-01", "2026-10-21"})
 FILES_BETA = "files-api-2025-04-14"
@@ -241,13 +245,24 @@ def _check_version(request: Request) -> None:
         raise ApiError(400, f"anthropic-version: {version!r} is not a valid version")
 
 
-def api_route(fake: FakeAnthropic, path: str, handler: Handler, methods: list[str]) -> Route:
-    """A route whose requests go through the pipeline every real endpoint shares."""
+def api_route(
+    fake: FakeAnthropic,
+    path: str,
+    handler: Handler,
+    methods: list[str],
+    *,
+    max_body_bytes: int | None = None,
+) -> Route:
+    """A route whose requests go through the pipeline every real endpoint shares.
+
+    ``max_body_bytes``: larger bodies get 413 ``request_too_large`` before anything else is
+    checked, as the real 413 comes from the CDN in front of the API.
+    """
 
     async def endpoint(request: Request) -> Response:
         request_id = _random_id("req_")
         try:
-            response = await _pipeline(fake, request, request_id, handler)
+            response = await _pipeline(fake, request, request_id, handler, max_body_bytes)
         except ApiError as err:
             response = error_response(err, request_id)
         except ClientDisconnect:
@@ -282,9 +297,22 @@ def _recorded(
 
 
 async def _pipeline(
-    fake: FakeAnthropic, request: Request, request_id: str, handler: Handler
+    fake: FakeAnthropic,
+    request: Request,
+    request_id: str,
+    handler: Handler,
+    max_body_bytes: int | None = None,
 ) -> Response:
     generation = fake.generation
+    # The whole body is read first (Starlette caches it): answering 413 while the client is
+    # still sending would make it see a broken connection instead of the answer.
+    if max_body_bytes is not None and len(await request.body()) > max_body_bytes:
+        fake._record(_recorded(request, request_id, None, None))
+        raise ApiError(
+            413,
+            f"Request exceeds the maximum size of {max_body_bytes} bytes",
+            error_type="request_too_large",
+        )
     body_json: Any = None
     form: tuple[FormPart, ...] | None = None
     refused: ApiError | None = None
@@ -353,6 +381,12 @@ class _Failure:
     error_code: str | None
 
 
+class Extension(Protocol):
+    """State a sibling route group keeps on the fake (e.g. Messages); reset with it."""
+
+    def reset(self) -> None: ...
+
+
 @dataclass
 class FakeAnthropic:
     """State and controls of the fake API. Every method is safe to call from any thread."""
@@ -369,6 +403,8 @@ class FakeAnthropic:
     generation: int = 0
     _failures: list[_Failure] = field(default_factory=list)
     disconnects: int = 0
+    #: Per-route-group state, keyed by group name (``"messages"``: ``FakeMessages``).
+    extensions: dict[str, Extension] = field(default_factory=dict)
     _seq: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -390,6 +426,16 @@ class FakeAnthropic:
             self._failures.clear()
             self.upload_delay = 0.0
             self.max_file_bytes = 500 * 1024 * 1024
+            for extension in self.extensions.values():
+                extension.reset()
+
+    @property
+    def messages(self) -> FakeMessages:
+        """The Messages endpoints' test controls (scripted replies, latency, stream errors)."""
+        extension = self.extensions.get("messages")
+        if extension is None:
+            raise RuntimeError("this fake was created without the Messages route group")
+        return extension  # type: ignore[return-value]
 
     def fail_next(
         self,
@@ -699,7 +745,16 @@ def files_routes(fake: FakeAnthropic) -> list[BaseRoute]:
 # --------------------------------------------------------------------------------------------
 
 RouteGroup = Callable[[FakeAnthropic], list[BaseRoute]]
-DEFAULT_ROUTE_GROUPS: tuple[RouteGroup, ...] = (files_routes,)
+
+
+def _messages_routes(fake: FakeAnthropic) -> list[BaseRoute]:
+    """``tests.fakes.messages.messages_routes``, imported late: that module builds on this one."""
+    from tests.fakes.messages import messages_routes
+
+    return messages_routes(fake)
+
+
+DEFAULT_ROUTE_GROUPS: tuple[RouteGroup, ...] = (files_routes, _messages_routes)
 
 
 async def _unrouted(request: Request, exc: Exception) -> Response:

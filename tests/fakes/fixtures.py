@@ -3,6 +3,9 @@
 ``fake_anthropic_server`` runs once per session; ``fake_anthropic`` resets it for each test and
 fails the test if the fake itself crashed while serving it; ``anthropic_client`` is the real SDK
 client built by ``indexing.anthropic_client.make_client`` with ``base_url`` set to the fake.
+The fake serves the Files and the Messages endpoints (``tests/fakes/messages.py``); the Messages
+controls (scripted replies, latency, stream errors, the prompt cache's clock) are
+``fake_anthropic.messages``.
 
 The SDK backs off 0.5 s·2^n between retries unless the answer says otherwise; the fake's
 injected 429/529/5xx answers carry ``retry-after-ms: 10`` by default, so retry tests stay fast.
