@@ -28,7 +28,16 @@ from indexing.errors import (
 )
 from indexing.ingest import reupload
 from indexing.pool import Pool
-from service.answer import Answer, Citation, CitationNumbers, Mode, Usage, cited_document, markers
+from service.answer import (
+    NOT_COVERED,
+    Answer,
+    Citation,
+    CitationNumbers,
+    Mode,
+    Usage,
+    cited_document,
+    markers,
+)
 from service.prompt import RequestDocument, build_request
 
 log = logging.getLogger(__name__)
@@ -50,7 +59,8 @@ class ClaudeAnswerer:
         except RemoteFileMissing:
             documents = repair(pool, documents)
             if not documents:
-                raise
+                # Every routed document was deleted while the question was in flight.
+                return Answer(NOT_COVERED, [], [], mode=self.mode, model=self.model)
             return self._ask(question, documents)
 
     def _ask(self, question: str, documents: list[RequestDocument]) -> Answer:

@@ -1,0 +1,216 @@
+"""POST /v1/ask with an API key: the real SDK against the fake Anthropic server in tests/fakes.
+
+What the fake received is checked as well as what the caller got back: one Messages request
+whose only documents are the routed files, by id, citations on, cache-marked; and the failure
+table of the question endpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from indexing.bulk import bulk_ingest
+from indexing.ingest import delete_document
+from indexing.pool import Pool
+from service.app import create_app
+from service.ask import ask, make_answerer, request_documents
+from service.prompt import in_request_order
+from service.router import route
+from service.settings import Settings
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.service.conftest import SAMPLE
+
+KEEP = [
+    "hr/annual-leave.md",
+    "hr/sick-leave.md",
+    "finance/expenses.pdf",
+    "finance/travel.pdf",
+    "operations/remote-work.md",
+]
+LEAVE_QUESTION = "how many days of annual leave can I carry over into next year?"
+
+
+@pytest.fixture
+def claude_settings(tmp_path: Path, fake_anthropic: FakeAnthropic) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        anthropic_api_key=fake_anthropic.api_key,  # type: ignore[arg-type]
+        anthropic_base_url=fake_anthropic.base_url,
+        anthropic_timeout=5.0,
+        anthropic_max_retries=2,
+        refresh_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def claude_pool(claude_settings: Settings, tmp_path: Path) -> Iterator[Pool]:
+    corpus = tmp_path / "corpus"
+    for name in KEEP:
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE / name, corpus / name)
+    from service.pool import open_pool
+
+    pool = open_pool(claude_settings)
+    assert bulk_ingest(pool, [corpus]).ok
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def claude(claude_settings: Settings, claude_pool: Pool) -> Iterator[TestClient]:
+    with TestClient(create_app(claude_settings, pool=claude_pool)) as client:
+        yield client
+
+
+def messages_sent(fake: FakeAnthropic) -> list[dict[str, Any]]:
+    return fake.messages.bodies()
+
+
+def test_one_request_carries_only_the_routed_files_by_id(
+    claude: TestClient, fake_anthropic: FakeAnthropic, claude_pool: Pool
+) -> None:
+    body = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    assert body["mode"] == "claude" and body["model"] == "claude-sonnet-5-5"
+    (sent,) = messages_sent(fake_anthropic)
+    routed = {d["file_id"] for d in body["documents"]}
+    (turn,) = sent["messages"]
+    blocks = turn["content"]
+    documents, question = blocks[:-1], blocks[-1]
+    assert question == {"type": "text", "text": LEAVE_QUESTION}
+    assert {b["source"]["file_id"] for b in documents} == routed
+    for block in documents:
+        assert block["type"] == "document"
+        assert block["source"] == {"type": "file", "file_id": block["source"]["file_id"]}
+        assert block["citations"] == {"enabled": True}
+    assert documents[-1]["cache_control"] == {"type": "ephemeral"}
+    assert all("cache_control" not in b for b in documents[:-1])
+    assert "Annual leave" not in str(sent)  # no document text travels inline
+    assert sent["system"] and sent["max_tokens"] == 1024
+
+
+def test_citations_map_back_to_the_documents_through_the_request_order(
+    claude: TestClient, claude_pool: Pool
+) -> None:
+    body = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    assert body["citations"]
+    by_file = {d["file_id"]: d for d in body["documents"]}
+    for citation in body["citations"]:
+        assert f"[{citation['number']}]" in body["answer"]
+        document = by_file[citation["file_id"]]
+        assert citation["document_id"] == document["document_id"]
+        assert citation["document_title"] == document["title"]
+        if citation["type"] == "char_location":
+            text = claude_pool.store.get_content(citation["document_id"]).text
+            start, end = citation["start_char_index"], citation["end_char_index"]
+            assert text[start:end] == citation["cited_text"]
+    assert body["usage"]["input_tokens"] > 0
+
+
+def test_pdf_citations_carry_page_numbers(claude: TestClient) -> None:
+    body = claude.post(
+        "/v1/ask", json={"question": "expenses receipts claim reimbursement deadline"}
+    ).json()
+    pages = [c for c in body["citations"] if c["type"] == "page_location"]
+    assert pages, body
+    assert all(c["start_page_number"] >= 1 for c in pages)
+    assert all(c["end_page_number"] > c["start_page_number"] for c in pages)
+
+
+def test_the_same_documents_again_read_the_prompt_cache(claude: TestClient) -> None:
+    first = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    again = claude.post("/v1/ask", json={"question": LEAVE_QUESTION + " (again)"}).json()
+    assert first["usage"]["cache_creation_input_tokens"] > 0
+    assert (
+        again["usage"]["cache_read_input_tokens"] == first["usage"]["cache_creation_input_tokens"]
+    )
+
+
+def test_no_match_abstains_without_calling_the_model(
+    claude: TestClient, fake_anthropic: FakeAnthropic
+) -> None:
+    body = claude.post("/v1/ask", json={"question": "xylophone quokka"}).json()
+    assert body["documents"] == [] and body["citations"] == []
+    assert messages_sent(fake_anthropic) == []
+
+
+def test_a_rate_limit_is_retried_by_the_sdk(
+    claude: TestClient, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.fail_next(1, 429, path_prefix="/v1/messages")
+    response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    assert response.status_code == 200
+    assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "kind"),
+    [
+        (529, 503, "upstream_unavailable"),
+        (429, 503, "upstream_unavailable"),
+        (500, 503, "upstream_unavailable"),
+        (401, 502, "upstream_auth"),
+        (403, 502, "upstream_auth"),
+    ],
+)
+def test_upstream_failures_become_clear_gateway_errors(
+    claude: TestClient, fake_anthropic: FakeAnthropic, status: int, expected: int, kind: str
+) -> None:
+    fake_anthropic.fail_next(10, status, path_prefix="/v1/messages")
+    response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    assert response.status_code == expected
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert fake_anthropic.api_key not in response.text
+    if expected == 503:
+        assert int(response.headers["retry-after"]) >= 1
+    else:
+        assert "misconfigured" in error["message"]
+
+
+def test_a_slow_model_is_a_gateway_timeout(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    hurried = claude_settings.model_copy(
+        update={"anthropic_timeout": 0.3, "anthropic_max_retries": 0}
+    )
+    fake_anthropic.messages.set_latency(2.0)
+    with TestClient(create_app(hurried, pool=claude_pool)) as client:
+        response = client.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "upstream_timeout"
+
+
+def test_a_file_deleted_upstream_is_reuploaded_and_the_question_answered(
+    claude: TestClient, fake_anthropic: FakeAnthropic, claude_pool: Pool
+) -> None:
+    routed = claude.post("/v1/route", json={"question": LEAVE_QUESTION}).json()["documents"]
+    lost = routed[0]
+    fake_anthropic.delete_out_of_band(lost["file_id"])
+    response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    now = claude_pool.store.get_document(lost["document_id"])
+    assert now.file_id != lost["file_id"] and now.file_id in fake_anthropic.files
+    assert now.file_id in {d["file_id"] for d in body["documents"]}
+
+
+def test_documents_deleted_while_the_question_is_in_flight_do_not_fail_it(
+    claude_settings: Settings, claude_pool: Pool
+) -> None:
+    question = LEAVE_QUESTION
+    routed = route(claude_pool, question, top_k=3)
+    documents = in_request_order(request_documents(claude_pool, routed))
+    for doc in documents:  # every routed document goes away before the request is sent
+        delete_document(claude_pool, doc.document_id)
+    answer = make_answerer(claude_settings).answer(claude_pool, question, documents)
+    assert answer.citations == [] and answer.documents == []
+    assert "No document" in answer.answer
+    # And a fresh question routes around the deleted documents.
+    fresh = ask(claude_pool, claude_settings, make_answerer(claude_settings), question)
+    assert {d.document_id for d in fresh.documents}.isdisjoint({d.document_id for d in documents})
