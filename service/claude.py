@@ -72,12 +72,19 @@ class ClaudeAnswerer:
             question=question,
             documents=documents,
         )
-        message = self._create(request, documents)
-        return answer_from_message(message, documents)
+        message, request_id = self._create(request, documents)
+        return answer_from_message(message, documents, request_id)
 
-    def _create(self, request: dict[str, Any], documents: list[RequestDocument]) -> Message:
+    def _create(
+        self, request: dict[str, Any], documents: list[RequestDocument]
+    ) -> tuple[Message, str | None]:
+        """The reply and its request id. Streamed even though the caller gets it whole: a long
+        answer never meets an idle-connection timeout, and an error the API sends after its
+        200 (``event: error``) arrives as an exception like any other."""
         try:
-            return self.client.messages.create(**request)
+            with self.client.messages.stream(**request) as stream:
+                message = stream.get_final_message()
+                return message, stream.response.headers.get("request-id")
         except anthropic.APIError as exc:
             raise translate(exc, documents) from exc
 
@@ -119,7 +126,9 @@ def repair(pool: Pool, documents: list[RequestDocument]) -> list[RequestDocument
     return repaired
 
 
-def answer_from_message(message: Message, documents: Sequence[RequestDocument]) -> Answer:
+def answer_from_message(
+    message: Message, documents: Sequence[RequestDocument], request_id: str | None = None
+) -> Answer:
     """The reply as an ``Answer``: text with ``[n]`` markers after each cited passage."""
     numbers = CitationNumbers()
     parts: list[str] = []
@@ -163,7 +172,7 @@ def answer_from_message(message: Message, documents: Sequence[RequestDocument]) 
             cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
             cache_read_input_tokens=usage.cache_read_input_tokens or 0,
         ),
-        request_id=getattr(message, "_request_id", None),
+        request_id=request_id or getattr(message, "_request_id", None),
     )
 
 

@@ -214,3 +214,28 @@ def test_documents_deleted_while_the_question_is_in_flight_do_not_fail_it(
     # And a fresh question routes around the deleted documents.
     fresh = ask(claude_pool, claude_settings, make_answerer(claude_settings), question)
     assert {d.document_id for d in fresh.documents}.isdisjoint({d.document_id for d in documents})
+
+
+def test_a_deprecated_model_is_warned_about_at_start_up(
+    claude_settings: Settings, claude_pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert claude_settings.deprecated_model_warning() is None  # the default is current
+    old = claude_settings.model_copy(update={"model": "claude-sonnet-4-5"})
+    with caplog.at_level("WARNING", logger="service.app"):
+        create_app(old, pool=claude_pool)
+    assert "claude-sonnet-4-5 is deprecated" in caplog.text
+
+
+def test_an_error_event_after_the_stream_began_is_a_clean_503(
+    claude: TestClient, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.messages.stream_error_after(3)
+    response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "upstream_unavailable"
+    assert "Traceback" not in response.text
+
+
+def test_the_answer_carries_the_upstream_request_id(claude: TestClient) -> None:
+    body = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    assert body["request_id"] and body["request_id"].startswith("req_")
