@@ -239,3 +239,21 @@ def test_an_error_event_after_the_stream_began_is_a_clean_503(
 def test_the_answer_carries_the_upstream_request_id(claude: TestClient) -> None:
     body = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
     assert body["request_id"] and body["request_id"].startswith("req_")
+
+
+def test_a_document_replaced_while_the_question_is_in_flight_is_answered_from_its_new_version(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    from indexing.ingest import IngestRequest, ingest
+
+    routed = route(claude_pool, LEAVE_QUESTION, top_k=3)
+    documents = in_request_order(request_documents(claude_pool, routed))
+    stale = next(d for d in documents if d.mime_type == "text/plain")
+    source = claude_pool.store.get_document(stale.document_id).source
+    text = claude_pool.store.get_content(stale.document_id).text + "\nRevised on 1 March."
+    outcome = ingest(claude_pool, IngestRequest(source=source, data=text.encode()))
+    assert outcome.status == "updated" and stale.file_id not in fake_anthropic.files
+
+    answer = make_answerer(claude_settings).answer(claude_pool, LEAVE_QUESTION, documents)
+    sent = {d.file_id for d in answer.documents}
+    assert outcome.file_id in sent and stale.file_id not in sent
