@@ -21,6 +21,8 @@ from indexing.index import InvertedIndex
 from indexing.store import Store, sqlite_url
 
 PARAMS_KEY = "index_params"
+#: Documents applied to the index per lock acquisition when catching up with the change log.
+REFRESH_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,10 @@ class Pool:
             if not changes:
                 return 0
             document_ids = list(dict.fromkeys(c.document_id for c in changes))
-            entries = list(self.store.index_entries(document_ids))
-            self.index.apply_documents(document_ids, entries)
+            # In small batches: each batch holds the index lock, and routing waits for it.
+            for start in range(0, len(document_ids), REFRESH_BATCH):
+                batch = document_ids[start : start + REFRESH_BATCH]
+                self.index.apply_documents(batch, list(self.store.index_entries(batch)))
             last = changes[-1].seq
             assert last is not None
             self._seen = last

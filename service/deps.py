@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the settings and the open pool, injected, never global."""
+"""FastAPI dependencies: the settings and the open pool, injected, never global.
+
+They are ``async`` only so FastAPI calls them inline: a plain function would cost a thread-pool
+hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from service.ask import Answerer
 from service.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_pool(request: Request) -> Pool:
+async def get_pool(request: Request) -> Pool:
     pool: Pool = request.app.state.pool
     return pool
 
 
-def get_answerer(request: Request) -> Answerer:
+async def get_answerer(request: Request) -> Answerer:
     answerer: Answerer = request.app.state.answerer
     return answerer
 

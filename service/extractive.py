@@ -40,6 +40,7 @@ def sentence_spans(text: str) -> Iterator[tuple[int, int]]:
 def answer_extractively(pool: Pool, question: str, documents: Sequence[RequestDocument]) -> Answer:
     """Quote the sentences of ``documents`` that best match ``question``."""
     passages = InvertedIndex(pool.config.bm25)
+    entries: list[IndexEntry] = []
     texts: dict[str, str] = {}
     for doc in documents:
         try:
@@ -52,7 +53,7 @@ def answer_extractively(pool: Pool, question: str, documents: Sequence[RequestDo
                 continue  # a Markdown heading
             terms = pool.analyzer.terms(text[start:end])
             if len(terms) >= MIN_PASSAGE_TERMS:
-                passages.add(
+                entries.append(
                     IndexEntry(
                         file_id=f"{doc.document_id}:{start}:{end}",
                         document_id=f"{doc.document_id}:{start}",
@@ -61,6 +62,7 @@ def answer_extractively(pool: Pool, question: str, documents: Sequence[RequestDo
                         length=len(terms),
                     )
                 )
+    passages.bulk_load(entries)
     hits = passages.search(pool.analyzer.terms(question), top_k=MAX_SENTENCES, explain=False)
     if not hits:
         return Answer(NOT_COVERED, [], list(documents), mode="extractive")
