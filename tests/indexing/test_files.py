@@ -262,7 +262,7 @@ def test_persistent_overload_raises_upstream_unavailable_with_retry_after(
 
 
 def test_a_rejected_key_raises_auth_error_without_the_key(fake_anthropic: FakeAnthropic) -> None:
-    secret = "sk-ant-api03-NOT-THE-RIGHT-ONE-c2VjcmV0"
+    secret = "test-only-wrong-key-c2VjcmV0"
     with make_client(api_key=secret, base_url=fake_anthropic.base_url) as client:
         backend = AnthropicFilesBackend(client)
         with pytest.raises(UpstreamAuthError) as caught:
