@@ -56,6 +56,9 @@ class Pool:
         self.index = InvertedIndex(config.bm25)
         self._seen = 0
         self._loaded = False
+        #: Set when another process re-indexed the pool with other parameters: this process's
+        #: analyzer no longer matches the summaries, so it stops applying them.
+        self.params_mismatch: str | None = None
         self._refresh_lock = threading.Lock()
 
     @classmethod
@@ -118,6 +121,11 @@ class Pool:
         with self._refresh_lock:
             changes = self.store.changes_since(self._seen)
             if not changes:
+                return 0
+            stored = self.store.get_meta(PARAMS_KEY)
+            wanted = self.config.index_params()
+            if stored is not None and stored != wanted:
+                self.params_mismatch = describe_mismatch(stored, wanted)
                 return 0
             document_ids = list(dict.fromkeys(c.document_id for c in changes))
             # In small batches: each batch holds the index lock, and routing waits for it.

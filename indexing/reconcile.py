@@ -61,8 +61,8 @@ def reconcile(pool: Pool, *, fix: bool = False, now: datetime | None = None) -> 
     report = ReconcileReport()
     if fix:
         report.recovery = recover(pool, now=now)
-    remote = {f.id: f for f in pool.backend.list()}
-    report.remote_files = len(remote)
+    # Documents first, then the remote listing: a document committed in between has its file
+    # listed (young, so left alone), rather than being reported missing.
     referenced: dict[str, tuple[str, str]] = {}
     cursor = None
     while True:
@@ -73,6 +73,8 @@ def reconcile(pool: Pool, *, fix: bool = False, now: datetime | None = None) -> 
                 referenced[doc.file_id] = (doc.id, doc.source)
         if cursor is None:
             break
+    remote = {f.id: f for f in pool.backend.list()}
+    report.remote_files = len(remote)
     for file_id, (document_id, source) in sorted(referenced.items()):
         if file_id not in remote:
             report.missing.append(MissingFile(document_id, file_id, source))
@@ -85,9 +87,21 @@ def reconcile(pool: Pool, *, fix: bool = False, now: datetime | None = None) -> 
     return report
 
 
+def _still_missing(pool: Pool, missing: MissingFile) -> bool:
+    try:
+        current = pool.store.get_document(missing.document_id)
+    except PoolError:
+        return False
+    if current.file_id != missing.file_id:
+        return False
+    return missing.file_id not in pool.backend.existing([missing.file_id])
+
+
 def _repair(pool: Pool, report: ReconcileReport) -> None:
     still_missing = []
     for missing in report.missing:
+        if not _still_missing(pool, missing):
+            continue  # deleted, replaced or back since the listing: nothing to repair
         try:
             new_id = reupload(pool, missing.document_id)
         except PoolError as exc:

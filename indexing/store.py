@@ -44,6 +44,8 @@ from indexing.summary import TermVector
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The PostgreSQL advisory lock that orders the pool's writers (any constant all processes share).
 WRITE_LOCK_KEY = 0x6B706F6F6C  # "kpool"
+#: The advisory lock that lets one process at a time migrate the schema.
+MIGRATE_LOCK_KEY = WRITE_LOCK_KEY + 1
 
 
 def new_document_id() -> str:
@@ -105,7 +107,13 @@ def alembic_config() -> Config:
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (creating it in an empty database)."""
     config = alembic_config()
-    with engine.begin() as connection:
+    # One process at a time: on SQLite the write option begins IMMEDIATE, on PostgreSQL an
+    # advisory lock waits for another process's migration before reading the revision.
+    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -29,7 +29,10 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
     except Exception as exc:  # any driver error means "not ready", reported, not raised
         documents = -1
         checks["store"] = f"unavailable: {type(exc).__name__}"
-    checks["index"] = "ok" if pool.loaded else "loading"
+    if pool.params_mismatch:
+        checks["index"] = f"stale, restart needed: {pool.params_mismatch}"
+    else:
+        checks["index"] = "ok" if pool.loaded else "loading"
     try:
         pool.backend.check()
         checks["files_backend"] = "ok"

@@ -400,3 +400,17 @@ def test_a_new_version_keeps_its_groups_and_tags_unless_the_request_sets_them(po
     doc = pool.store.get_document(second.document_id or "")
     assert doc.groups == ["hr"] and doc.tags == ["pay"]
     assert pool.index.search(pool.analyzer.terms("pay bands"), top_k=5, groups=[]) == []
+
+
+def test_a_running_pool_stops_applying_summaries_reindexed_with_other_parameters(
+    open_pool: OpenPool,
+) -> None:
+    server = open_pool()
+    add(server, "/docs/leave.md", "The leave policy. " + LEAVE)
+    no_stopwords = AnalyzerParams(stopwords="none")
+    rebuilding = open_pool(analyzer=no_stopwords, check_params=False)
+    reindex(rebuilding)
+
+    assert server.refresh() == 0
+    assert server.params_mismatch is not None
+    assert "analyzer.stopwords" in server.params_mismatch

@@ -422,3 +422,23 @@ def test_a_pool_with_json_summaries_upgrades_in_place(database_url: str) -> None
     assert entry.file_id == "file_old" and entry.length == 3
     assert entry.terms().hashes.tolist() == expected.hashes.tolist()
     assert entry.terms().counts.tolist() == expected.counts.tolist()
+
+
+def test_processes_opening_a_fresh_pool_at_once_migrate_it_once(database_url: str) -> None:
+    """A server and a cron job starting together both open an empty database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_and_count(_: int) -> int:
+        opened = Store.open(database_url)
+        try:
+            return opened.count_documents()
+        finally:
+            opened.close()
+
+    with ThreadPoolExecutor(max_workers=4) as workers:
+        assert list(workers.map(open_and_count, range(4))) == [0, 0, 0, 0]
+    store = Store.open(database_url)
+    try:
+        assert schema_is_current(store.engine)
+    finally:
+        store.close()
