@@ -273,11 +273,6 @@ class Store:
         twin = next((d for d in rows if d.source != source), None)
         return own, twin
 
-    def find_by_hash(self, content_hash: str) -> Document | None:
-        with self.session() as session:
-            query = select(Document).where(Document.content_hash == content_hash)
-            return session.exec(query.order_by(col(Document.created_at))).first()
-
     def count_documents(self) -> int:
         with self.session() as session:
             return int(session.exec(select(func.count()).select_from(Document)).one())
@@ -577,10 +572,6 @@ class Store:
     def intents(self) -> list[UploadIntent]:
         with self.session() as session:
             return list(session.exec(select(UploadIntent).order_by(col(UploadIntent.id))))
-
-    def retire_file(self, *, file_id: str, reason: str) -> None:
-        with self.writing() as session:
-            session.merge(RetiredFile(file_id=file_id, reason=reason))
 
     def retired_files(self) -> list[RetiredFile]:
         with self.session() as session:

@@ -492,21 +492,11 @@ def print_target(rows: list[Row]) -> None:
 # ---------------------------------------------------------------------------------- main
 
 
-def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(part.replace("_", "")) for part in text.split(",") if part.strip()})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--docs takes sizes like 1000,10000: {exc}") from exc
-    if not sizes or sizes[0] < 10:
-        raise argparse.ArgumentTypeError("every size must be at least 10")
-    return sizes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--docs",
-        type=parse_sizes,
+        type=bench_routing.parse_sizes,
         default=list(DEFAULT_SIZES),
         help="pool sizes, comma-separated (default: 1000,10000)",
     )
