@@ -52,6 +52,12 @@ class DocumentNotFound(PoolError):
     kind = "not_found"
 
 
+class ConversationNotFound(PoolError):
+    """No conversation with that id belongs to the caller (ids of others' are not revealed)."""
+
+    kind = "not_found"
+
+
 class IndexParamsMismatch(PoolError):
     """The pool was indexed with analyzer/BM25 parameters other than the configured ones."""
 

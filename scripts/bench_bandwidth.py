@@ -32,8 +32,8 @@ import _bench_common as common  # also puts the repository root on sys.path
 
 from indexing.bulk import bulk_ingest
 from indexing.pool import Pool
-from service.answer import NOT_COVERED, Answer, Mode
-from service.ask import ask
+from service.ask import Caller, prepare
+from service.conversations import Conversations
 from service.pool import open_pool
 from service.prompt import SYSTEM_PROMPT, RequestDocument, build_request
 from service.settings import Settings
@@ -102,20 +102,6 @@ class Row:
         return self.by_id_bytes is None or self.by_id_bytes < self.limit_bytes
 
 
-class _Recorder:
-    """An answerer that keeps the documents ``ask`` hands it instead of calling a model."""
-
-    mode: Mode = "extractive"
-    model: str | None = None
-
-    def __init__(self) -> None:
-        self.documents: list[RequestDocument] = []
-
-    def answer(self, pool: Pool, question: str, documents: Sequence[RequestDocument]) -> Answer:
-        self.documents = list(documents)
-        return Answer(NOT_COVERED, [], list(documents), mode=self.mode)
-
-
 def body_bytes(request: dict[str, Any]) -> int:
     """The JSON body's size as the SDK sends it (``anthropic._utils._json.openapi_dumps``)."""
     body = json.dumps(request, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -140,9 +126,9 @@ def inlined(request: dict[str, Any], sources: Sequence[dict[str, str]]) -> dict[
 
 
 def measure(pool: Pool, settings: Settings, question: str) -> Row:
-    recorder = _Recorder()
-    ask(pool, settings, recorder, question, groups=[])  # /v1/ask's anonymous caller
-    documents = recorder.documents
+    anonymous = Caller(groups=())  # /v1/ask's anonymous caller
+    prepared = prepare(pool, settings, Conversations(pool.store), question, caller=anonymous)
+    documents = prepared.documents
     limit = BY_ID_ALLOWANCE + len(question.encode("utf-8"))
     if not documents:
         return Row(question, [], None, None, limit)

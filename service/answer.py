@@ -7,13 +7,16 @@ key) produce this same shape. Citations are mapped to documents through the requ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from service.prompt import RequestDocument
 
 Mode = Literal["claude", "extractive"]
+
+_MARKER = re.compile(r"\[(\d+)\]")
 
 NOT_COVERED = (
     "No document in the pool covers this question. Try other words, or ask the team that owns "
@@ -82,6 +85,9 @@ class Usage:
 
 @dataclass(frozen=True)
 class Answer:
+    """``answer`` is the text shown, with ``[n]`` markers; ``reply`` is what the model said (what
+    a later turn of the conversation sends back); ``documents`` are the ones routed for it."""
+
     answer: str
     citations: list[Citation]
     documents: list[RequestDocument]
@@ -89,6 +95,8 @@ class Answer:
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
     request_id: str | None = None
+    reply: str = ""
+    conversation_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,7 +115,49 @@ class Answer:
             "model": self.model,
             "mode": self.mode,
             "request_id": self.request_id,
+            "conversation_id": self.conversation_id,
         }
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """More answer text (``[n]`` markers included, each after its ``CitationFound``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CitationFound:
+    """A citation, numbered, as soon as it is known."""
+
+    citation: Citation
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The whole answer; always the last event of a reply."""
+
+    answer: Answer
+
+
+AnswerEvent = TextDelta | CitationFound | Finished
+
+
+def events_of(answer: Answer) -> Iterator[AnswerEvent]:
+    """A complete answer as events, paragraph by paragraph, each citation before its marker."""
+    by_number = {c.number: c for c in answer.citations}
+    announced: set[int] = set()
+    paragraphs = answer.answer.split("\n\n")
+    for position, paragraph in enumerate(paragraphs):
+        for number in (int(n) for n in _MARKER.findall(paragraph)):
+            if number in by_number and number not in announced:
+                announced.add(number)
+                yield CitationFound(by_number[number])
+        yield TextDelta(paragraph if position == len(paragraphs) - 1 else paragraph + "\n\n")
+    for citation in answer.citations:  # cited but never marked: still announced
+        if citation.number not in announced:
+            yield CitationFound(citation)
+    yield Finished(answer)
 
 
 class CitationNumbers:
@@ -135,3 +185,36 @@ def markers(citations: Iterable[Citation]) -> str:
 def cited_document(documents: Sequence[RequestDocument], index: int) -> RequestDocument | None:
     """The document a ``document_index`` points at in this request, if it is in range."""
     return documents[index] if 0 <= index < len(documents) else None
+
+
+class Reply(Protocol):
+    """An answer on its way: iterate it once for its events (``Finished`` last); ``close``
+    abandons it (the caller went away) and releases what it holds."""
+
+    def __iter__(self) -> Iterator[AnswerEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class StaticReply:
+    """A reply whose answer is already complete."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    def __iter__(self) -> Iterator[AnswerEvent]:
+        return events_of(self.answer)
+
+    def close(self) -> None:
+        pass
+
+
+def collect(reply: Reply) -> Answer:
+    """The reply's complete answer (the events in between are dropped)."""
+    try:
+        for event in reply:
+            if isinstance(event, Finished):
+                return event.answer
+    finally:
+        reply.close()
+    raise RuntimeError("a reply ended without its answer")

@@ -18,8 +18,9 @@ from fastapi import FastAPI
 from indexing.pool import Pool
 from service import errors
 from service.ask import Answerer, make_answerer
+from service.conversations import Conversations
 from service.pool import open_pool
-from service.routes import ask, documents, health, route
+from service.routes import ask, conversations, documents, health, route
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = pool is None
         app.state.pool = open_pool(settings) if pool is None else pool
+        app.state.conversations = Conversations(app.state.pool.store)
         stop = threading.Event()
         refresher = threading.Thread(
             target=_refresh_loop,
@@ -54,7 +56,7 @@ def create_app(
     app = FastAPI(
         title="Knowledge Pool",
         summary="Answers questions from your company's documents, sending them by file id.",
-        version="0.1.0",
+        version=health.VERSION,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -67,6 +69,7 @@ def create_app(
     app.include_router(route.router)
     app.include_router(documents.router)
     app.include_router(ask.router)
+    app.include_router(conversations.router)
     return app
 
 

@@ -7,18 +7,34 @@ configured), and the extractive one otherwise; both return the same ``Answer``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from indexing.errors import DocumentNotFound
+from indexing.models import Document
 from indexing.pool import Pool
-from service.answer import NOT_COVERED, Answer, Mode
+from service.answer import (
+    NOT_COVERED,
+    Answer,
+    AnswerEvent,
+    Finished,
+    Mode,
+    Reply,
+    StaticReply,
+    collect,
+)
+from service.conversations import ANONYMOUS, Conversations, ConversationTurn
 from service.extractive import answer_extractively
 from service.prompt import (
+    MAX_PDF_PAGES,
     SYSTEM_PROMPT,
+    PastTurn,
+    Question,
     RequestDocument,
     document_context,
     in_request_order,
+    pdf_pages,
     within_page_limit,
 )
 from service.router import Route, route
@@ -26,20 +42,23 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: How many of a conversation's latest questions shape the routing of a follow-up.
+EARLIER_QUESTIONS = 2
+
 
 class Answerer(Protocol):
     mode: Mode
     model: str | None
 
-    def answer(self, pool: Pool, question: str, documents: Sequence[RequestDocument]) -> Answer: ...
+    def open(self, pool: Pool, question: Question) -> Reply: ...
 
 
 class ExtractiveAnswerer:
     mode: Mode = "extractive"
     model: str | None = None
 
-    def answer(self, pool: Pool, question: str, documents: Sequence[RequestDocument]) -> Answer:
-        return answer_extractively(pool, question, documents)
+    def open(self, pool: Pool, question: Question) -> Reply:
+        return StaticReply(answer_extractively(pool, question.text, question.routed))
 
 
 def make_answerer(settings: Settings) -> Answerer:
@@ -64,6 +83,30 @@ def make_answerer(settings: Settings) -> Answerer:
     )
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: conversations belong to ``owner``; ``groups`` are the document groups they may
+    read (``None``: every document, for the CLI run by an administrator)."""
+
+    owner: str = ANONYMOUS
+    groups: Sequence[str] | None = None
+
+
+def request_document(doc: Document, score: float) -> RequestDocument:
+    metadata = {"source": doc.filename, "tags": doc.tags, **doc.attributes}
+    assert doc.file_id is not None
+    return RequestDocument(
+        document_id=doc.id,
+        file_id=doc.file_id,
+        title=doc.title,
+        score=score,
+        mime_type=doc.mime_type,
+        page_count=doc.page_count,
+        context=document_context(metadata),
+        token_estimate=doc.token_estimate,
+    )
+
+
 def request_documents(pool: Pool, routed: Route) -> list[RequestDocument]:
     """The routed documents with what the request needs to know about each."""
     documents = []
@@ -72,43 +115,178 @@ def request_documents(pool: Pool, routed: Route) -> list[RequestDocument]:
             doc = pool.store.get_document(hit.document_id)
         except DocumentNotFound:
             continue  # deleted between routing and now
-        metadata = {"source": doc.filename, "tags": doc.tags, **doc.attributes}
-        documents.append(
-            RequestDocument(
-                document_id=hit.document_id,
-                file_id=hit.file_id,
-                title=hit.title,
-                score=hit.score,
-                mime_type=doc.mime_type,
-                page_count=doc.page_count,
-                context=document_context(metadata),
-            )
-        )
+        if doc.file_id is not None:
+            documents.append(replace(request_document(doc, hit.score), file_id=hit.file_id))
     return documents
+
+
+def may_read(doc: Document, groups: Sequence[str] | None) -> bool:
+    return groups is None or not doc.groups or bool(set(doc.groups) & set(groups))
+
+
+def past_turns(
+    pool: Pool, turns: Sequence[ConversationTurn], groups: Sequence[str] | None
+) -> list[PastTurn]:
+    """Earlier turns as they are sent again, with each document as it is now: a replaced one by
+    its current file, a deleted one (or one the caller may no longer read) left out."""
+    history = []
+    for turn in turns:
+        documents = []
+        for document_id in turn.sent:
+            try:
+                doc = pool.store.get_document(document_id)
+            except DocumentNotFound:
+                continue
+            if doc.file_id is not None and may_read(doc, groups):
+                documents.append(request_document(doc, 0.0))
+        history.append(PastTurn(turn.question, turn.reply or turn.answer, documents))
+    return history
+
+
+def fit_history(
+    history: list[PastTurn], candidates: Sequence[RequestDocument], token_budget: int
+) -> tuple[list[PastTurn], list[RequestDocument]]:
+    """The latest earlier turns whose documents fit beside the new ones, and the new ones.
+
+    Turns are dropped oldest first while the request would exceed ``token_budget`` or the PDF
+    page limit; a routed document already in a kept turn is not sent again."""
+    while True:
+        present = {d.document_id for turn in history for d in turn.documents}
+        new = [d for d in candidates if d.document_id not in present]
+        kept = [d for turn in history for d in turn.documents]
+        tokens = sum(d.token_estimate for d in [*kept, *new])
+        if not history or (tokens <= token_budget and pdf_pages(kept) <= MAX_PDF_PAGES):
+            return history, within_page_limit(new, pages_used=pdf_pages(kept))
+        history = history[1:]
+
+
+def prepare(
+    pool: Pool,
+    settings: Settings,
+    conversations: Conversations,
+    text: str,
+    *,
+    caller: Caller,
+    conversation_id: str | None = None,
+    top_k: int | None = None,
+    tags: Sequence[str] | None = None,
+) -> Question:
+    """Route ``text`` (a follow-up with its conversation's earlier questions in view) and put
+    together what the answerer sends."""
+    turns: list[ConversationTurn] = []
+    if conversation_id is not None:
+        turns = conversations.turns(
+            conversation_id, owner=caller.owner, last=settings.conversation_turns
+        )
+    routed = route(
+        pool,
+        text,
+        earlier=[turn.question for turn in turns[-EARLIER_QUESTIONS:]],
+        top_k=top_k or settings.top_k,
+        token_budget=settings.token_budget,
+        tags=tags,
+        groups=caller.groups,
+        explain=False,
+    )
+    candidates = request_documents(pool, routed)
+    history, new = fit_history(
+        past_turns(pool, turns, caller.groups), candidates, settings.token_budget
+    )
+    return Question(text, in_request_order(new), history, candidates)
+
+
+class Answering:
+    """A question being answered: its routed documents, then the answerer's events; the
+    finished answer is recorded in the conversation before it is handed on."""
+
+    def __init__(
+        self,
+        question: Question,
+        reply: Reply,
+        record: Callable[[Answer], Answer],
+    ) -> None:
+        self.question = question
+        self._reply = reply
+        self._record = record
+
+    @property
+    def documents(self) -> list[RequestDocument]:
+        return self.question.routed
+
+    def __iter__(self) -> Iterator[AnswerEvent]:
+        for event in self._reply:
+            yield Finished(self._record(event.answer)) if isinstance(event, Finished) else event
+
+    def close(self) -> None:
+        self._reply.close()
+
+
+def start_answer(
+    pool: Pool,
+    settings: Settings,
+    answerer: Answerer,
+    conversations: Conversations,
+    text: str,
+    *,
+    caller: Caller,
+    conversation_id: str | None = None,
+    top_k: int | None = None,
+    tags: Sequence[str] | None = None,
+) -> Answering:
+    """Route the question and start answering it. Errors that can be known before the answer
+    starts (an unknown conversation, an unreachable or refusing API) are raised here."""
+    question = prepare(
+        pool,
+        settings,
+        conversations,
+        text,
+        caller=caller,
+        conversation_id=conversation_id,
+        top_k=top_k,
+        tags=tags,
+    )
+    if question.carries_documents and (question.routed or answerer.mode == "claude"):
+        reply = answerer.open(pool, question)
+    else:
+        # Nothing matches: no model call, and nothing to cite.
+        reply = StaticReply(Answer(NOT_COVERED, [], [], mode=answerer.mode, model=answerer.model))
+
+    def record(answer: Answer) -> Answer:
+        sent = [d.document_id for d in question.documents]
+        kept = conversations.record(
+            conversation_id=conversation_id,
+            owner=caller.owner,
+            question=text,
+            answer=answer,
+            sent=sent,
+        )
+        return replace(answer, conversation_id=kept)
+
+    return Answering(question, reply, record)
 
 
 def ask(
     pool: Pool,
     settings: Settings,
     answerer: Answerer,
-    question: str,
+    text: str,
     *,
+    conversations: Conversations | None = None,
+    caller: Caller | None = None,
+    conversation_id: str | None = None,
     top_k: int | None = None,
     tags: Sequence[str] | None = None,
-    groups: Sequence[str] | None = None,
 ) -> Answer:
-    """Answer ``question`` from the documents the caller may see, or say none covers it."""
-    routed = route(
+    """Answer ``text`` from the documents the caller may see, or say none covers it."""
+    answering = start_answer(
         pool,
-        question,
-        top_k=top_k or settings.top_k,
-        token_budget=settings.token_budget,
+        settings,
+        answerer,
+        conversations or Conversations(pool.store),
+        text,
+        caller=caller or Caller(),
+        conversation_id=conversation_id,
+        top_k=top_k,
         tags=tags,
-        groups=groups,
-        explain=False,
     )
-    documents = in_request_order(within_page_limit(request_documents(pool, routed)))
-    if not documents:
-        # Nothing matches: no model call, and nothing to cite.
-        return Answer(NOT_COVERED, [], [], mode=answerer.mode, model=answerer.model)
-    return answerer.answer(pool, question, documents)
+    return collect(answering)

@@ -10,10 +10,13 @@ or swapped for the document's current file — and the question is sent once mor
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anthropic
+import httpx2
+from anthropic.lib.streaming import MessageStream
 from anthropic.types import Message
 
 from indexing.anthropic_files import retry_after_seconds
@@ -31,14 +34,20 @@ from indexing.pool import Pool
 from service.answer import (
     NOT_COVERED,
     Answer,
+    AnswerEvent,
     Citation,
+    CitationFound,
     CitationNumbers,
+    Finished,
     Mode,
+    Reply,
+    StaticReply,
+    TextDelta,
     Usage,
     cited_document,
     markers,
 )
-from service.prompt import RequestDocument, build_request
+from service.prompt import PastTurn, Question, RequestDocument, build_request, indexed_documents
 
 log = logging.getLogger(__name__)
 
@@ -52,41 +61,103 @@ class ClaudeAnswerer:
         self.max_tokens = max_tokens
         self.system = system
 
-    def answer(self, pool: Pool, question: str, documents: Sequence[RequestDocument]) -> Answer:
-        documents = list(documents)
+    def open(self, pool: Pool, question: Question) -> Reply:
+        """Send the request and wait for the API's 200, so that refusals, rate limits and
+        missing files surface here, before the caller has been told anything."""
         try:
-            return self._ask(question, documents)
+            return self._open(question)
         except RemoteFileMissing:
-            documents = repair(pool, documents)
-            if not documents:
-                # Every routed document was deleted while the question was in flight.
-                return Answer(NOT_COVERED, [], [], mode=self.mode, model=self.model)
-            return self._ask(question, documents)
+            question = repair_question(pool, question)
+            if not question.carries_documents:
+                # Every document was deleted while the question was in flight.
+                return StaticReply(Answer(NOT_COVERED, [], [], mode=self.mode, model=self.model))
+            return self._open(question)
 
-    def _ask(self, question: str, documents: list[RequestDocument]) -> Answer:
+    def _open(self, question: Question) -> ClaudeReply:
         assert self.model is not None
         request = build_request(
             model=self.model,
             max_tokens=self.max_tokens,
             system=self.system,
-            question=question,
-            documents=documents,
+            question=question.text,
+            documents=question.documents,
+            history=question.history,
         )
-        message, request_id = self._create(request, documents)
-        return answer_from_message(message, documents, request_id)
-
-    def _create(
-        self, request: dict[str, Any], documents: list[RequestDocument]
-    ) -> tuple[Message, str | None]:
-        """The reply and its request id. Streamed even though the caller gets it whole: a long
-        answer never meets an idle-connection timeout, and an error the API sends after its
-        200 (``event: error``) arrives as an exception like any other."""
+        documents = indexed_documents(question.history, question.documents)
         try:
-            with self.client.messages.stream(**request) as stream:
-                message = stream.get_final_message()
-                return message, stream.response.headers.get("request-id")
+            # Streamed even when the caller wants the answer whole: a long answer never meets
+            # an idle-connection timeout.
+            stream = self.client.messages.stream(**request).__enter__()
         except anthropic.APIError as exc:
             raise translate(exc, documents) from exc
+        return ClaudeReply(stream, documents, question.routed)
+
+
+class ClaudeReply:
+    """The events of one streamed reply. Iterate once; ``close`` ends it early."""
+
+    def __init__(
+        self,
+        stream: MessageStream[Any],
+        documents: list[RequestDocument],
+        routed: list[RequestDocument],
+    ) -> None:
+        self._stream = stream
+        self._documents = documents
+        self._routed = routed
+
+    def __iter__(self) -> Iterator[AnswerEvent]:
+        numbers = CitationNumbers()
+        cited_in_block: dict[int, list[Citation]] = {}
+        try:
+            for event in self._stream:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    yield TextDelta(event.delta.text)
+                elif event.type == "content_block_delta" and event.delta.type == "citations_delta":
+                    known = len(numbers.citations)
+                    citation = to_citation(event.delta.citation, self._documents, numbers)
+                    if citation is None:
+                        continue
+                    cited_in_block.setdefault(event.index, []).append(citation)
+                    if len(numbers.citations) > known:
+                        yield CitationFound(citation)
+                elif event.type == "content_block_stop" and event.index in cited_in_block:
+                    yield TextDelta(markers(cited_in_block.pop(event.index)))
+            message = self._stream.get_final_message()
+        except anthropic.APIError as exc:
+            raise translate(exc, self._documents) from exc
+        except httpx2.TimeoutException as exc:
+            raise UpstreamTimeout("Anthropic stopped sending the answer; try again.") from exc
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable(
+                "The connection to Anthropic broke during the answer; try again."
+            ) from exc
+        finally:
+            self.close()
+        yield Finished(
+            answer_from_message(message, self._documents, self._stream.request_id, self._routed)
+        )
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def repair_question(pool: Pool, question: Question) -> Question:
+    """The question with working file ids throughout, earlier turns included; the routed list
+    follows (a document deleted meanwhile leaves it)."""
+    history = [
+        PastTurn(turn.question, turn.reply, repair(pool, turn.documents))
+        for turn in question.history
+    ]
+    documents = repair(pool, question.documents)
+    sent = {d.document_id for d in indexed_documents(question.history, question.documents)}
+    now = {d.document_id: d for d in indexed_documents(history, documents)}
+    routed = [
+        replace(now[d.document_id], score=d.score) if d.document_id in now else d
+        for d in question.routed
+        if d.document_id in now or d.document_id not in sent
+    ]
+    return Question(question.text, documents, history, routed)
 
 
 def repair(pool: Pool, documents: list[RequestDocument]) -> list[RequestDocument]:
@@ -121,49 +192,61 @@ def repair(pool: Pool, documents: list[RequestDocument]) -> list[RequestDocument
                 mime_type=current.mime_type,
                 page_count=current.page_count,
                 context=doc.context,
+                token_estimate=current.token_estimate,
             )
         )
     return repaired
 
 
+def to_citation(
+    raw: Any, documents: Sequence[RequestDocument], numbers: CitationNumbers
+) -> Citation | None:
+    """The API's citation as ours, numbered; ``None`` if it points outside the request."""
+    doc = cited_document(documents, getattr(raw, "document_index", -1))
+    if doc is None:
+        return None
+    return numbers.number(
+        Citation(
+            number=0,
+            file_id=doc.file_id,
+            document_id=doc.document_id,
+            document_title=doc.title,
+            cited_text=raw.cited_text,
+            type=raw.type,
+            start_char_index=getattr(raw, "start_char_index", None),
+            end_char_index=getattr(raw, "end_char_index", None),
+            start_page_number=getattr(raw, "start_page_number", None),
+            end_page_number=getattr(raw, "end_page_number", None),
+        )
+    )
+
+
 def answer_from_message(
-    message: Message, documents: Sequence[RequestDocument], request_id: str | None = None
+    message: Message,
+    documents: Sequence[RequestDocument],
+    request_id: str | None = None,
+    routed: Sequence[RequestDocument] | None = None,
 ) -> Answer:
-    """The reply as an ``Answer``: text with ``[n]`` markers after each cited passage."""
+    """The reply as an ``Answer``: text with ``[n]`` markers after each cited passage.
+
+    ``documents`` are the request's document blocks in order; ``routed`` the documents routed
+    for this question (the request's documents when not given)."""
     numbers = CitationNumbers()
     parts: list[str] = []
+    said: list[str] = []
     for block in message.content:
         if block.type != "text":
             continue
         parts.append(block.text)
-        cited = []
-        for raw in block.citations or []:
-            doc = cited_document(documents, getattr(raw, "document_index", -1))
-            if doc is None:
-                continue
-            cited.append(
-                numbers.number(
-                    Citation(
-                        number=0,
-                        file_id=doc.file_id,
-                        document_id=doc.document_id,
-                        document_title=doc.title,
-                        cited_text=raw.cited_text,
-                        type=raw.type,
-                        start_char_index=getattr(raw, "start_char_index", None),
-                        end_char_index=getattr(raw, "end_char_index", None),
-                        start_page_number=getattr(raw, "start_page_number", None),
-                        end_page_number=getattr(raw, "end_page_number", None),
-                    )
-                )
-            )
+        said.append(block.text)
+        cited = [c for raw in block.citations or [] if (c := to_citation(raw, documents, numbers))]
         if cited:
             parts.append(markers(cited))
     usage = message.usage
     return Answer(
         answer="".join(parts).strip(),
         citations=numbers.citations,
-        documents=list(documents),
+        documents=list(documents if routed is None else routed),
         mode="claude",
         model=message.model,
         usage=Usage(
@@ -173,6 +256,7 @@ def answer_from_message(
             cache_read_input_tokens=usage.cache_read_input_tokens or 0,
         ),
         request_id=request_id or getattr(message, "_request_id", None),
+        reply="".join(said).strip(),
     )
 
 

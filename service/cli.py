@@ -227,18 +227,37 @@ def route(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool
 @click.argument("question")
 @click.option("--top-k", type=click.IntRange(1, 20), default=None, help="How many documents.")
 @click.option("--tag", "tags", multiple=True, help="Only documents with this tag (repeatable).")
+@click.option(
+    "--conversation",
+    "conversation_id",
+    default=None,
+    help="Ask a follow-up in this conversation (its id is printed after each answer).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as /v1/ask returns it.")
-def ask_command(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool) -> None:
+def ask_command(
+    question: str,
+    top_k: int | None,
+    tags: tuple[str, ...],
+    conversation_id: str | None,
+    as_json: bool,
+) -> None:
     """Answer a question from the pool, with numbered sources (no server needed).
 
     Example: kpool ask "how many days of annual leave can I carry over?"
     """
-    from service.ask import ask, make_answerer
+    from service.ask import Caller, ask, make_answerer
 
     settings = _settings()
     with _pool(load_index=True) as pool:
         answer = ask(
-            pool, settings, make_answerer(settings), question, top_k=top_k, tags=list(tags) or None
+            pool,
+            settings,
+            make_answerer(settings),
+            question,
+            caller=Caller(owner="cli"),  # an administrator: every document
+            conversation_id=conversation_id,
+            top_k=top_k,
+            tags=list(tags) or None,
         )
     if as_json:
         _print_json(answer.as_dict())
@@ -257,6 +276,7 @@ def ask_command(question: str, top_k: int | None, tags: tuple[str, ...], as_json
         click.echo(
             "\n(extractive mode: quoted passages, no model; set ANTHROPIC_API_KEY for answers)"
         )
+    click.echo(f"\nFollow up with: --conversation {answer.conversation_id}")
 
 
 # -------------------------------------------------------------------------------------- docs

@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from indexing.pool import Pool
-from service.ask import Answerer
+from service.ask import Answerer, Caller
+from service.conversations import ANONYMOUS, Conversations
 from service.settings import Settings
 
 
@@ -30,6 +31,19 @@ async def get_answerer(request: Request) -> Answerer:
     return answerer
 
 
+async def get_conversations(request: Request) -> Conversations:
+    conversations: Conversations = request.app.state.conversations
+    return conversations
+
+
+async def get_caller() -> Caller:
+    """Until callers carry an identity, every HTTP caller is the same anonymous one, who sees
+    only the documents open to everyone."""
+    return Caller(owner=ANONYMOUS, groups=())
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 PoolDep = Annotated[Pool, Depends(get_pool)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]
+ConversationsDep = Annotated[Conversations, Depends(get_conversations)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

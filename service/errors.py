@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[errors.PoolError], int] = {
     errors.InvalidInput: 400,
     errors.DocumentNotFound: 404,
+    errors.ConversationNotFound: 404,
     errors.FileTooLarge: 413,
     errors.UnsupportedFormat: 415,
     errors.CorruptFile: 422,

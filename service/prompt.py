@@ -1,10 +1,18 @@
-"""The Messages request for one question: the system prompt, one ``document`` block per routed
-file (by ``file_id`` only, citations on, the last one cache-marked), then the question.
+"""The Messages request for one question: the system prompt, the conversation so far, then a
+user turn with one ``document`` block per newly routed file (by ``file_id`` only, citations on)
+and the question.
 
 Documents go in a stable order (by document id), not by score: the same documents in the same
-order make the same prefix, so a follow-up or a colleague's similar question reads the prompt
-cache. ``document_index`` in the reply counts these blocks, so the order is also the key that
-maps citations back to documents.
+order make the same prefix, so a colleague's similar question reads the prompt cache. A
+conversation is replayed exactly as it was sent: each earlier user turn keeps the documents first
+sent with it (documents live only in user turns) and its question; each assistant turn is the
+reply as plain text (citations stay out of replayed turns). So every request extends the previous
+one, and three cache breakpoints make the most of it: the previous question (reads what the last
+request cached), the last new document (shared with anyone asking about the same documents) and
+this question (cached for the next follow-up).
+
+``document_index`` in the reply counts the document blocks of the whole request, earlier turns
+included; ``indexed_documents`` gives them in that order, the key that maps citations back.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ of the question.
 """
 
 #: The API counts documents per request; PDFs beyond this many pages in one request are refused.
-MAX_PDF_PAGES_PER_REQUEST = 100
+MAX_PDF_PAGES = 100
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,38 @@ class RequestDocument:
     mime_type: str = "text/plain"
     page_count: int | None = None
     context: str | None = None
+    token_estimate: int = 0
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    """An earlier turn of the conversation, as it is sent again."""
+
+    question: str
+    reply: str
+    documents: list[RequestDocument]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question ready to be answered: the documents newly sent with it (in request order),
+    the earlier turns of its conversation, and the documents routed for it (for the caller)."""
+
+    text: str
+    documents: list[RequestDocument]
+    history: list[PastTurn]
+    routed: list[RequestDocument]
+
+    @property
+    def carries_documents(self) -> bool:
+        return bool(self.documents) or any(turn.documents for turn in self.history)
+
+
+def indexed_documents(
+    history: Sequence[PastTurn], documents: Sequence[RequestDocument]
+) -> list[RequestDocument]:
+    """Every document block of the request in ``document_index`` order."""
+    return [doc for turn in history for doc in turn.documents] + list(documents)
 
 
 def document_context(metadata: dict[str, Any]) -> str | None:
@@ -54,13 +94,20 @@ def in_request_order(documents: Sequence[RequestDocument]) -> list[RequestDocume
     return sorted(documents, key=lambda d: d.document_id)
 
 
-def within_page_limit(documents: Sequence[RequestDocument]) -> list[RequestDocument]:
-    """Drop the lowest-scored PDFs until the request holds at most 100 PDF pages."""
+def pdf_pages(documents: Sequence[RequestDocument]) -> int:
+    return sum(d.page_count or 0 for d in documents if d.mime_type == "application/pdf")
+
+
+def within_page_limit(
+    documents: Sequence[RequestDocument], *, pages_used: int = 0
+) -> list[RequestDocument]:
+    """Drop the lowest-scored PDFs until the request (``pages_used`` already in it) holds at
+    most 100 PDF pages."""
     kept: list[RequestDocument] = []
-    pages = 0
+    pages = pages_used
     for doc in sorted(documents, key=lambda d: -d.score):
-        doc_pages = (doc.page_count or 0) if doc.mime_type == "application/pdf" else 0
-        if pages + doc_pages > MAX_PDF_PAGES_PER_REQUEST:
+        doc_pages = pdf_pages([doc])
+        if pages + doc_pages > MAX_PDF_PAGES:
             continue
         pages += doc_pages
         kept.append(doc)
@@ -79,6 +126,11 @@ def document_block(doc: RequestDocument) -> dict[str, Any]:
     return block
 
 
+def user_turn(question: str, documents: Sequence[RequestDocument]) -> dict[str, Any]:
+    content = [document_block(doc) for doc in documents]
+    return {"role": "user", "content": [*content, {"type": "text", "text": question}]}
+
+
 def build_request(
     *,
     model: str,
@@ -86,18 +138,25 @@ def build_request(
     system: str,
     question: str,
     documents: Sequence[RequestDocument],
+    history: Sequence[PastTurn] = (),
 ) -> dict[str, Any]:
-    """The keyword arguments of ``client.messages.create`` for one question.
+    """The keyword arguments of ``client.messages.stream`` for one question.
 
-    ``documents`` must already be in request order (``in_request_order``).
+    ``documents`` (the ones not already in ``history``) must be in request order
+    (``in_request_order``).
     """
-    content: list[dict[str, Any]] = [document_block(doc) for doc in documents]
-    if content:
-        content[-1]["cache_control"] = {"type": "ephemeral"}
-    content.append({"type": "text", "text": question})
-    return {
-        "model": model,
-        "max_tokens": max_tokens,
-        "system": system,
-        "messages": [{"role": "user", "content": content}],
-    }
+    messages: list[dict[str, Any]] = []
+    for turn in history:
+        messages.append(user_turn(turn.question, turn.documents))
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.reply}]})
+    messages.append(user_turn(question, documents))
+    if history:
+        _cache_breakpoint(messages[-3]["content"][-1])
+    if documents:
+        _cache_breakpoint(messages[-1]["content"][-2])
+    _cache_breakpoint(messages[-1]["content"][-1])
+    return {"model": model, "max_tokens": max_tokens, "system": system, "messages": messages}
+
+
+def _cache_breakpoint(block: dict[str, Any]) -> None:
+    block["cache_control"] = {"type": "ephemeral"}

@@ -53,11 +53,21 @@ class Route:
         }
 
 
+def query_terms(pool: Pool, question: str, earlier: Sequence[str] = ()) -> list[str]:
+    """The question's terms; in a follow-up, the earlier questions' terms too at half weight
+    ("and for contractors?" after a question about leave is about leave for contractors)."""
+    terms = pool.analyzer.terms(question)
+    if not earlier:
+        return terms
+    return terms + terms + [t for text in earlier for t in pool.analyzer.terms(text)]
+
+
 def route(
     pool: Pool,
     question: str,
     *,
     top_k: int,
+    earlier: Sequence[str] = (),
     token_budget: int | None = None,
     groups: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
@@ -65,10 +75,11 @@ def route(
 ) -> Route:
     """The documents to answer ``question`` from, best first.
 
-    ``groups``: the caller's groups (``None``: no restriction; documents without groups are
-    visible to everyone). ``tags``: documents must carry all of them.
+    ``earlier``: the conversation's earlier questions, for a follow-up. ``groups``: the caller's
+    groups (``None``: no restriction; documents without groups are visible to everyone).
+    ``tags``: documents must carry all of them.
     """
-    terms = pool.analyzer.terms(question)
+    terms = query_terms(pool, question, earlier)
     hits = pool.index.search(
         terms,
         top_k=top_k,

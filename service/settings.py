@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import Stemmer
 from pydantic import (
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from indexing.analyzer import STOPWORD_SETS, AnalyzerParams
 from indexing.bm25 import VARIANTS, BM25Params
@@ -87,6 +88,25 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the server picks up documents changed by other processes.",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Origins (comma-separated) whose pages may call the API, e.g. the widget's.",
+    )
+    conversation_turns: int = Field(
+        default=10, ge=1, le=100, description="Earlier turns of a conversation sent to Claude."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_origin(origin) for origin in value)
 
     @field_validator("bm25_variant")
     @classmethod
@@ -144,6 +164,18 @@ class Settings(BaseSettings):
             bm25=BM25Params(k1=self.bm25_k1, b=self.bm25_b, variant=self.bm25_variant),
             limits=ExtractLimits(max_bytes=self.max_file_bytes, max_pages=self.max_pdf_pages),
         )
+
+
+def normalise_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, as browsers send it in ``Origin``."""
+    parts = urlsplit(origin.strip().rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{origin!r} is not an origin like https://intranet.example.com")
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{origin!r} is not an origin: no path, query or user part")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def load_settings() -> Settings:

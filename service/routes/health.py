@@ -8,9 +8,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from indexing.errors import PoolError
-from service.deps import PoolDep, SettingsDep
+from service.deps import AnswererDep, PoolDep, SettingsDep
 
 router = APIRouter(tags=["health"])
+
+VERSION = "0.1.0"
 
 
 @router.get("/healthz")
@@ -48,3 +50,14 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
     if body["status"] != "ok":
         return JSONResponse(body, status_code=503)
     return body
+
+
+@router.get("/v1/info")
+async def info(answerer: AnswererDep, settings: SettingsDep) -> dict[str, Any]:
+    """How this server answers: with Claude (and which model) or extractively, without a key."""
+    return {
+        "mode": answerer.mode,
+        "model": answerer.model,
+        "top_k": settings.top_k,
+        "version": VERSION,
+    }

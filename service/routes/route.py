@@ -5,12 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from service.deps import PoolDep, SettingsDep
+from service.deps import CallerDep, PoolDep, SettingsDep
 from service.router import route
 
 router = APIRouter(tags=["routing"])
-
-ANONYMOUS_GROUPS: list[str] = []
 
 
 class RouteRequest(BaseModel):
@@ -37,7 +35,9 @@ class RouteResponse(BaseModel):
 
 
 @router.post("/v1/route", response_model=RouteResponse)
-async def post_route(body: RouteRequest, pool: PoolDep, settings: SettingsDep) -> RouteResponse:
+async def post_route(
+    body: RouteRequest, pool: PoolDep, settings: SettingsDep, caller: CallerDep
+) -> RouteResponse:
     """Route a question to the best documents, with scores and matched terms."""
     # Inline on the event loop: routing takes about a millisecond, less than a thread hop, and
     # index refreshes hold the index lock only for small batches (Pool.refresh).
@@ -47,7 +47,6 @@ async def post_route(body: RouteRequest, pool: PoolDep, settings: SettingsDep) -
         top_k=body.top_k or settings.top_k,
         token_budget=body.token_budget or settings.token_budget,
         tags=body.tags,
-        # Until callers carry an identity, HTTP callers see only documents open to everyone.
-        groups=ANONYMOUS_GROUPS,
+        groups=caller.groups,
     )
     return RouteResponse.model_validate(result.as_dict())

@@ -15,10 +15,52 @@ from indexing.pool import Pool
 from service.app import create_app
 from service.pool import open_pool
 from service.settings import Settings
+from tests.fakes.anthropic_server import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample" / "corpus"
 MANIFEST = ROOT / "sample" / "manifest.csv"
+
+
+#: The part of the sample corpus uploaded to the fake Files API for Claude-mode tests.
+KEEP = [
+    "hr/annual-leave.md",
+    "hr/sick-leave.md",
+    "finance/expenses.pdf",
+    "finance/travel.pdf",
+    "operations/remote-work.md",
+]
+LEAVE_QUESTION = "how many days of annual leave can I carry over into next year?"
+
+
+@pytest.fixture
+def claude_settings(tmp_path: Path, fake_anthropic: FakeAnthropic) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        anthropic_api_key=fake_anthropic.api_key,  # type: ignore[arg-type]
+        anthropic_base_url=fake_anthropic.base_url,
+        anthropic_timeout=5.0,
+        anthropic_max_retries=2,
+        refresh_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def claude_pool(claude_settings: Settings, tmp_path: Path) -> Iterator[Pool]:
+    corpus = tmp_path / "corpus"
+    for name in KEEP:
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE / name, corpus / name)
+    pool = open_pool(claude_settings)
+    assert bulk_ingest(pool, [corpus]).ok
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def claude(claude_settings: Settings, claude_pool: Pool) -> Iterator[TestClient]:
+    with TestClient(create_app(claude_settings, pool=claude_pool)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

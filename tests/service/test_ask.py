@@ -69,6 +69,7 @@ def test_cli_ask_json_is_the_http_answer(tmp_path: Path, sample_home: Path) -> N
         "model",
         "mode",
         "request_id",
+        "conversation_id",
     }
     assert body["citations"] and body["mode"] == "extractive"
 
