@@ -3,18 +3,21 @@
 ``create_app`` takes the settings and, optionally, an already-open pool (``kpool serve`` opens it
 first so a bad configuration is reported before the server starts). A background thread applies
 document changes made by other processes (a cron bulk ingest, another replica) every
-``refresh_seconds``.
+``refresh_seconds`` and forgets conversations idle for ``conversation_days``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
+from indexing.models import utcnow
 from indexing.pool import Pool
 from service import errors
 from service.ask import Answerer, make_answerer
@@ -24,6 +27,8 @@ from service.routes import ask, conversations, documents, health, route
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 def create_app(
@@ -39,9 +44,9 @@ def create_app(
         app.state.conversations = Conversations(app.state.pool.store)
         stop = threading.Event()
         refresher = threading.Thread(
-            target=_refresh_loop,
-            args=(app.state.pool, settings.refresh_seconds, stop),
-            name="index-refresh",
+            target=_maintain,
+            args=(app.state.pool, settings, stop),
+            name="maintenance",
             daemon=True,
         )
         refresher.start()
@@ -73,9 +78,20 @@ def create_app(
     return app
 
 
-def _refresh_loop(pool: Pool, every: float, stop: threading.Event) -> None:
-    while not stop.wait(every):
+def _maintain(pool: Pool, settings: Settings, stop: threading.Event) -> None:
+    """Apply other processes' document changes every ``refresh_seconds``, and forget idle
+    conversations once an hour (the first time at start-up)."""
+    conversations = Conversations(pool.store)
+    next_prune = time.monotonic()
+    while True:
         try:
             pool.refresh()
-        except Exception:  # a database blip must not kill the refresher; try again next tick
-            log.exception("could not refresh the index from the store")
+            if time.monotonic() >= next_prune:
+                cutoff = utcnow() - timedelta(days=settings.conversation_days)
+                if forgotten := conversations.prune(idle_since=cutoff):
+                    log.info("forgot %d conversations idle since %s", forgotten, cutoff)
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        except Exception:  # a database blip must not kill the loop; try again next tick
+            log.exception("could not refresh the index or prune conversations")
+        if stop.wait(settings.refresh_seconds):
+            return

@@ -147,6 +147,18 @@ class Conversations:
             )
             return conversation.id
 
+    def prune(self, *, idle_since: datetime) -> int:
+        """Forget the conversations nobody has added to since ``idle_since``; how many."""
+        stale = select(Conversation.id).where(col(Conversation.updated_at) < idle_since)
+        with self.store.writing() as session:
+            ids = list(session.exec(stale).all())
+            for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+                session.execute(
+                    delete(ConversationTurn).where(col(ConversationTurn.conversation_id).in_(chunk))
+                )
+                session.execute(delete(Conversation).where(col(Conversation.id).in_(chunk)))
+        return len(ids)
+
     def delete(self, conversation_id: str, *, owner: str) -> None:
         with self.store.writing() as session:
             found = session.get(Conversation, conversation_id)

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     conversation_turns: int = Field(
         default=10, ge=1, le=100, description="Earlier turns of a conversation sent to Claude."
     )
+    conversation_days: float = Field(
+        default=30, gt=0, description="Days after its last question that a conversation is kept."
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
 from indexing.errors import ConversationNotFound
+from indexing.models import utcnow
 from indexing.store import Store
 from service.answer import Answer, Citation, Usage
-from service.conversations import Conversations
+from service.conversations import Conversation, Conversations
 
 
 @pytest.fixture
@@ -101,3 +103,24 @@ def test_turns_appended_at_once_all_land_with_distinct_numbers(
     turns = conversations.turns(conversation, owner="ann")
     assert [t.seq for t in turns] == list(range(1, 10))
     assert sorted(t.question for t in turns) == sorted(f"q{n}" for n in range(9))
+
+
+def test_pruning_forgets_only_conversations_idle_since_the_cutoff(
+    conversations: Conversations,
+) -> None:
+    old, recent = (
+        conversations.record(
+            conversation_id=None, owner="ann", question="q", answer=answer("a"), sent=[]
+        )
+        for _ in range(2)
+    )
+    long_ago = utcnow() - timedelta(days=40)
+    with conversations.store.writing() as session:
+        stale = session.get(Conversation, old)
+        assert stale is not None
+        stale.updated_at = long_ago
+        session.add(stale)
+    assert conversations.prune(idle_since=utcnow() - timedelta(days=30)) == 1
+    with pytest.raises(ConversationNotFound):
+        conversations.get(old, owner="ann")
+    assert len(conversations.turns(recent, owner="ann")) == 1
