@@ -23,8 +23,9 @@ run: $(VENV)/.run-installed
 	$(BIN)/kpool ingest sample/corpus --manifest sample/manifest.csv
 	$(BIN)/kpool serve
 
-## test: create the environment and run the whole test suite
+## test: create the environment and run the whole test suite (browser tests need chromium)
 test: $(VENV)/.dev-installed
+	bash scripts/ensure_chromium.sh
 	$(BIN)/pytest
 
 ## test-fast: the fast tier only (seconds)

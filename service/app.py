@@ -19,11 +19,11 @@ from fastapi import FastAPI
 
 from indexing.models import utcnow
 from indexing.pool import Pool
-from service import errors
+from service import cors, errors
 from service.ask import Answerer, make_answerer
 from service.conversations import Conversations
 from service.pool import open_pool
-from service.routes import ask, conversations, documents, health, route
+from service.routes import ask, conversations, documents, health, route, web
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,13 @@ def create_app(
     if warning and app.state.answerer.mode == "claude":
         log.warning(warning)
     errors.install(app)
+    cors.install(app, settings)
     app.include_router(health.router)
     app.include_router(route.router)
     app.include_router(documents.router)
     app.include_router(ask.router)
     app.include_router(conversations.router)
+    app.include_router(web.router)
     return app
 
 

@@ -4,11 +4,11 @@ arrives, then the whole answer; failures before the stream are statuses, after i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from anyio.from_thread import start_blocking_portal
 from fastapi.testclient import TestClient
 
 from service.answer import NOT_COVERED, Answer, AnswerEvent, StaticReply
@@ -152,6 +152,8 @@ def test_a_client_that_goes_away_closes_the_reply() -> None:
         await frames.aclose()
         return taken
 
-    frames = asyncio.run(read_two_frames_and_leave())
+    # A portal runs the coroutine on an event loop of its own thread, whatever else runs here.
+    with start_blocking_portal() as portal:
+        frames = portal.call(read_two_frames_and_leave)
     assert frames[0].startswith("event: documents") and frames[1].startswith("event: text")
     assert reply.closed
