@@ -402,6 +402,7 @@ class FakeAnthropic:
     internal_errors: list[BaseException] = field(default_factory=list)
     generation: int = 0
     _failures: list[_Failure] = field(default_factory=list)
+    #: Clients that hung up mid-request, or mid-way through a streamed reply.
     disconnects: int = 0
     #: Per-route-group state, keyed by group name (``"messages"``: ``FakeMessages``).
     extensions: dict[str, Extension] = field(default_factory=dict)
@@ -424,6 +425,7 @@ class FakeAnthropic:
             self.requests.clear()
             self.internal_errors.clear()
             self._failures.clear()
+            self.disconnects = 0
             self.upload_delay = 0.0
             self.max_file_bytes = 500 * 1024 * 1024
             for extension in self.extensions.values():

@@ -1143,15 +1143,21 @@ async def _events(
     state: FakeMessages, message: dict[str, Any], failure: _StreamError | None, request_id: str
 ) -> AsyncIterator[bytes]:
     events = stream_events(message)
-    for sent, (event, data) in enumerate(events):
-        if failure is not None and sent == failure.after:
-            break
-        if sent and state.latency_between_events > 0:
-            await asyncio.sleep(state.latency_between_events)
-        yield sse(event, data)
-    if failure is not None:  # after ``n_events``, or after the last event if there are fewer
-        error = {"type": failure.error_type, "message": failure.message}
-        yield sse("error", {"type": "error", "error": error, "request_id": request_id})
+    finished = False
+    try:
+        for sent, (event, data) in enumerate(events):
+            if failure is not None and sent == failure.after:
+                break
+            if sent and state.latency_between_events > 0:
+                await asyncio.sleep(state.latency_between_events)
+            yield sse(event, data)
+        if failure is not None:  # after ``n_events``, or after the last event if fewer
+            error = {"type": failure.error_type, "message": failure.message}
+            yield sse("error", {"type": "error", "error": error, "request_id": request_id})
+        finished = True
+    finally:
+        if not finished:  # the client hung up mid-stream (the server cancelled the stream)
+            state.fake._count_disconnect()
 
 
 def messages_routes(fake: FakeAnthropic) -> list[BaseRoute]:

@@ -4,18 +4,24 @@ arrives, then the whole answer; failures before the stream are statuses, after i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 from fastapi.testclient import TestClient
 
+from indexing.pool import Pool
 from service.answer import NOT_COVERED, Answer, AnswerEvent, StaticReply
+from service.app import create_app
 from service.ask import Answering
 from service.prompt import Question
 from service.routes.ask import server_sent_events
+from service.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.servers import serve_app
 from tests.service.conftest import LEAVE_QUESTION
 from tests.service.sse import Event, parse_events, streamed_text
 
@@ -157,3 +163,22 @@ def test_a_client_that_goes_away_closes_the_reply() -> None:
         frames = portal.call(read_two_frames_and_leave)
     assert frames[0].startswith("event: documents") and frames[1].startswith("event: text")
     assert reply.closed
+
+
+@pytest.mark.slow
+def test_a_client_that_disconnects_mid_answer_stops_the_upstream_stream(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    """Over a real socket: the reader leaves after the first text, the server hangs up on
+    Anthropic instead of reading the rest of the answer (and paying for it)."""
+    fake_anthropic.messages.set_latency(0, between_events=0.2)
+    with serve_app(create_app(claude_settings, pool=claude_pool)) as base:
+        body = {"question": LEAVE_QUESTION, "stream": True}
+        with httpx.stream("POST", f"{base}/v1/ask", json=body, timeout=10) as response:
+            for line in response.iter_lines():
+                if line == "event: text":
+                    break
+        deadline = time.monotonic() + 10
+        while fake_anthropic.disconnects == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert fake_anthropic.disconnects == 1
