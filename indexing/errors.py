@@ -58,6 +58,34 @@ class ConversationNotFound(PoolError):
     kind = "not_found"
 
 
+class KeyNotFound(PoolError):
+    """No service API key with that id."""
+
+    kind = "not_found"
+
+
+class Unauthenticated(PoolError):
+    """No API key, or one that is unknown or revoked, where one is required."""
+
+    kind = "unauthenticated"
+
+
+class Forbidden(PoolError):
+    """A valid key whose role or origin does not allow this request."""
+
+    kind = "forbidden"
+
+
+class RateLimited(PoolError):
+    """A key asked too often, or used too many upstream tokens, for now."""
+
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class IndexParamsMismatch(PoolError):
     """The pool was indexed with analyzer/BM25 parameters other than the configured ones."""
 

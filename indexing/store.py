@@ -50,6 +50,12 @@ WRITE_LOCK_KEY = 0x6B706F6F6C  # "kpool"
 MIGRATE_LOCK_KEY = WRITE_LOCK_KEY + 1
 
 
+def readable(doc: Document, groups: Sequence[str] | None) -> bool:
+    """Whether a caller in ``groups`` (``None``: no restriction) may read ``doc``: documents
+    without groups are open to everyone."""
+    return groups is None or not doc.groups or not set(doc.groups).isdisjoint(groups)
+
+
 def new_document_id() -> str:
     return "doc_" + secrets.token_hex(10)
 
@@ -284,24 +290,27 @@ class Store:
         cursor: str | None = None,
         tag: str | None = None,
         source_prefix: str | None = None,
+        readable_by: Sequence[str] | None = None,
     ) -> tuple[list[Document], str | None]:
-        """A page of documents ordered by id, and the cursor of the next page (or None)."""
+        """A page of documents ordered by id, and the cursor of the next page (or None).
+
+        ``readable_by``: only documents open to everyone or to one of these groups."""
         query = select(Document).order_by(col(Document.id))
         if cursor:
             query = query.where(col(Document.id) > decode_cursor(cursor))
         if source_prefix:
             query = query.where(col(Document.source).startswith(source_prefix, autoescape=True))
         with self.session() as session:
-            if tag is None:
+            if tag is None and readable_by is None:
                 rows = list(session.exec(query.limit(limit + 1)))
             else:
-                # Tags are a JSON list; filtering in Python keeps one query for SQLite and
-                # PostgreSQL. Read on until limit + 1 rows match, so a page is never cut short
-                # by untagged documents.
+                # Tags and groups are JSON lists; filtering in Python keeps one query for SQLite
+                # and PostgreSQL. Read on until limit + 1 rows match, so a page is never cut
+                # short by documents that do not.
                 rows = []
                 with session.exec(query.execution_options(yield_per=500)) as stream:
                     for doc in stream:
-                        if tag in doc.tags:
+                        if (tag is None or tag in doc.tags) and readable(doc, readable_by):
                             rows.append(doc)
                             if len(rows) > limit:
                                 break

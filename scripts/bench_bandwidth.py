@@ -32,7 +32,8 @@ import _bench_common as common  # also puts the repository root on sys.path
 
 from indexing.bulk import bulk_ingest
 from indexing.pool import Pool
-from service.ask import Caller, prepare
+from service.ask import prepare
+from service.auth import Caller
 from service.conversations import Conversations
 from service.pool import open_pool
 from service.prompt import SYSTEM_PROMPT, RequestDocument, build_request

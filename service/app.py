@@ -22,6 +22,7 @@ from indexing.pool import Pool
 from service import cors, errors
 from service.ask import Answerer, make_answerer
 from service.conversations import Conversations
+from service.keys import Keys
 from service.pool import open_pool
 from service.routes import ask, conversations, documents, health, route, web
 from service.settings import Settings
@@ -42,6 +43,7 @@ def create_app(
         owned = pool is None
         app.state.pool = open_pool(settings) if pool is None else pool
         app.state.conversations = Conversations(app.state.pool.store)
+        app.state.keys = Keys(app.state.pool.store)
         stop = threading.Event()
         refresher = threading.Thread(
             target=_maintain,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 from indexing.errors import DocumentNotFound
 from indexing.models import Document
 from indexing.pool import Pool
+from indexing.store import readable
 from service.answer import (
     NOT_COVERED,
     Answer,
@@ -24,7 +25,8 @@ from service.answer import (
     StaticReply,
     collect,
 )
-from service.conversations import ANONYMOUS, Conversations, ConversationTurn
+from service.auth import Caller
+from service.conversations import Conversations, ConversationTurn
 from service.extractive import answer_extractively
 from service.prompt import (
     MAX_PDF_PAGES,
@@ -83,15 +85,6 @@ def make_answerer(settings: Settings) -> Answerer:
     )
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who asks: conversations belong to ``owner``; ``groups`` are the document groups they may
-    read (``None``: every document, for the CLI run by an administrator)."""
-
-    owner: str = ANONYMOUS
-    groups: Sequence[str] | None = None
-
-
 def request_document(doc: Document, score: float) -> RequestDocument:
     metadata = {"source": doc.filename, "tags": doc.tags, **doc.attributes}
     assert doc.file_id is not None
@@ -120,10 +113,6 @@ def request_documents(pool: Pool, routed: Route) -> list[RequestDocument]:
     return documents
 
 
-def may_read(doc: Document, groups: Sequence[str] | None) -> bool:
-    return groups is None or not doc.groups or bool(set(doc.groups) & set(groups))
-
-
 def past_turns(
     pool: Pool, turns: Sequence[ConversationTurn], groups: Sequence[str] | None
 ) -> list[PastTurn]:
@@ -137,7 +126,7 @@ def past_turns(
                 doc = pool.store.get_document(document_id)
             except DocumentNotFound:
                 continue
-            if doc.file_id is not None and may_read(doc, groups):
+            if doc.file_id is not None and readable(doc, groups):
                 documents.append(request_document(doc, 0.0))
         history.append(PastTurn(turn.question, turn.reply or turn.answer, documents))
     return history

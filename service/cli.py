@@ -3,6 +3,7 @@ API uses; every command takes ``--json`` for machine-readable output."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any, TextIO
 import click
 
 from indexing.bulk import BulkReport, bulk_ingest
-from indexing.errors import PoolError
+from indexing.errors import ConfigurationError, PoolError
 from indexing.ingest import Outcome, delete_document, reindex
 from indexing.models import Document
 from indexing.pool import Pool
@@ -79,10 +80,12 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.keys import Keys
 
     settings = _settings()
     pool = open_pool(settings)
     try:
+        check_exposure(host or settings.host, Keys(pool.store).any_live(), settings)
         app = create_app(settings, pool=pool)
         click.echo(
             f"kpool: {len(pool.index)} documents, {settings.backend_name} files backend, "
@@ -92,6 +95,26 @@ def serve(host: str | None, port: int | None) -> None:
         uvicorn.run(app, host=host or settings.host, port=port or settings.port)
     finally:
         pool.close()
+
+
+def check_exposure(host: str, has_keys: bool, settings: Settings) -> None:
+    """Refuse to serve an open API (no keys) beyond this machine unless told to."""
+    if has_keys or settings.allow_no_auth or is_loopback(host):
+        return
+    raise ConfigurationError(
+        f"refusing to listen on {host} with no API keys: anyone who can reach it could read and "
+        "change the pool. Create one with `kpool keys create --role admin`, listen on "
+        "127.0.0.1, or set KPOOL_ALLOW_NO_AUTH=true to serve without keys anyway"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # ------------------------------------------------------------------------------------ ingest
@@ -245,7 +268,8 @@ def ask_command(
 
     Example: kpool ask "how many days of annual leave can I carry over?"
     """
-    from service.ask import Caller, ask, make_answerer
+    from service.ask import ask, make_answerer
+    from service.auth import Caller
 
     settings = _settings()
     with _pool(load_index=True) as pool:
@@ -433,3 +457,93 @@ def eval_command(dataset_dir: Path, split: str, cutoffs: str, as_json: bool) -> 
 
 if __name__ == "__main__":
     main()
+
+
+# -------------------------------------------------------------------------------------- keys
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke the service's API keys."""
+
+
+@keys.command("create")
+@click.option(
+    "--role", type=click.Choice(["admin", "user", "widget"]), required=True, help="What it may do."
+)
+@click.option("--name", default="", help="A label to recognise the key by.")
+@click.option("--group", "groups", multiple=True, help="A document group it reads (repeatable).")
+@click.option("--origin", "origins", multiple=True, help="A widget key's page origin (repeatable).")
+@click.option(
+    "--trusted-front-end",
+    is_flag=True,
+    help="Callers name the user and groups in X-Kpool-User / X-Kpool-Groups.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print {key, id, role} as JSON.")
+def keys_create(
+    role: str,
+    name: str,
+    groups: tuple[str, ...],
+    origins: tuple[str, ...],
+    trusted_front_end: bool,
+    as_json: bool,
+) -> None:
+    """Create an API key; its secret is shown this once.
+
+    Example: kpool keys create --role widget --origin https://intranet.example.com
+    """
+    from service.keys import Keys
+
+    with _pool() as pool:
+        key, secret = Keys(pool.store).create(
+            role=role,
+            name=name,
+            groups=_split(groups),
+            origins=_split(origins),
+            trusted_front_end=trusted_front_end,
+        )
+    if as_json:
+        _print_json({"key": secret, **key.public()})
+        return
+    click.echo(secret)
+    click.echo(f"({key.role} key {key.id}; the secret is not shown again)", err=True)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+def keys_list(as_json: bool) -> None:
+    """List the keys (never their secrets)."""
+    from service.keys import Keys
+
+    with _pool() as pool:
+        found = Keys(pool.store).list()
+    if as_json:
+        _print_json([key.public() for key in found])
+        return
+    for key in found:
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "live"
+        scope = ", ".join(key.origins or key.groups) or "-"
+        click.echo(f"{key.id}  {key.prefix}…  {key.role:<6}  {state:<18}  {scope}  {key.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the revoked key as JSON.")
+def keys_revoke(key_id: str, as_json: bool) -> None:
+    """Revoke a key at once, for good.
+
+    Example: kpool keys revoke key_0123456789abcdef
+    """
+    from service.keys import Keys
+
+    with _pool() as pool:
+        key = Keys(pool.store).revoke(key_id)
+    if as_json:
+        _print_json(key.public())
+        return
+    click.echo(f"revoked {key.id}")
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]

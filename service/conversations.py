@@ -26,9 +26,6 @@ from indexing.models import UTCDateTime, utcnow
 from indexing.store import Store
 from service.answer import Answer
 
-#: The owner of conversations started by callers without an identity.
-ANONYMOUS = "anonymous"
-
 
 def _when() -> Any:
     return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

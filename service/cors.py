@@ -3,8 +3,9 @@
 Requests with no ``Origin`` (curl, other servers, the widget's own ``<script>`` tag) and
 requests from the service's own origin (the chat page) pass untouched. A page elsewhere, such as
 an intranet page embedding the widget, may call the API only when its origin is listed in
-``KPOOL_CORS_ORIGINS``. Every other cross-origin request is refused with 403 before it reaches a
-route: a preflight, and also a "simple" request the browser sends without one, so a cross-origin
+``KPOOL_CORS_ORIGINS`` or is one a live widget key is bound to (``kpool keys create --role
+widget --origin ...``; read at most every few seconds). Every other cross-origin request is
+refused with 403 before it reaches a route: a preflight, and also a "simple" request the browser sends without one, so a cross-origin
 form post cannot run a question and spend tokens.
 
 Same-origin means the ``Origin`` equals the request's scheme and ``Host``. Behind a proxy that
@@ -16,7 +17,8 @@ No credentials mode: the widget's key travels in ``Authorization``, never in a c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
@@ -27,14 +29,22 @@ from service.errors import error_body
 from service.settings import Settings, normalise_origin
 
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type, Accept, Last-Event-ID"
+ALLOW_HEADERS = "Authorization, X-API-Key, Content-Type, Accept, Last-Event-ID"
 EXPOSE_HEADERS = "Retry-After, X-Request-Id"
 MAX_AGE_SECONDS = 600
+#: How long the widget keys' origins are remembered between reads of the key table.
+KEY_ORIGINS_TTL_SECONDS = 2.0
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Guard the app with the origin policy of ``settings.cors_origins``."""
-    app.add_middleware(OriginPolicy, allowed=settings.cors_origins)
+    """Guard the app with the origin policy: ``settings.cors_origins`` and the origins of the
+    live widget keys."""
+
+    def widget_origins() -> Iterable[str]:
+        keys = getattr(app.state, "keys", None)  # set when the app starts
+        return keys.widget_origins() if keys is not None else ()
+
+    app.add_middleware(OriginPolicy, allowed=settings.cors_origins, more=widget_origins)
 
 
 class OriginPolicy:
@@ -42,9 +52,16 @@ class OriginPolicy:
     the body on as it comes, so streamed answers stay streamed (``BaseHTTPMiddleware`` would
     not guarantee that)."""
 
-    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed: Iterable[str],
+        more: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self.app = app
         self.allowed = frozenset(allowed)
+        self._more = more
+        self._more_cached: tuple[float, frozenset[str]] = (-1.0, frozenset())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,9 +83,18 @@ class OriginPolicy:
 
     def allows(self, origin: str) -> bool:
         try:
-            return normalise_origin(origin) in self.allowed
+            normalised = normalise_origin(origin)
         except ValueError:  # "null" (sandboxed frames, file: pages) and other non-origins
             return False
+        return normalised in self.allowed or normalised in self._more_origins()
+
+    def _more_origins(self) -> frozenset[str]:
+        expires, origins = self._more_cached
+        now = time.monotonic()
+        if now >= expires:
+            origins = frozenset(self._more())
+            self._more_cached = (now + KEY_ORIGINS_TTL_SECONDS, origins)
+        return origins
 
 
 def is_same_origin(origin: str, scheme: str, host: str | None) -> bool:
@@ -105,7 +131,7 @@ def refusal(origin: str) -> Response:
     shown = origin[:200]
     message = (
         f"pages on {shown} may not call this service; "
-        f"to allow them, add their origin to KPOOL_CORS_ORIGINS"
+        f"to allow them, add their origin to KPOOL_CORS_ORIGINS or to a widget key"
     )
     return JSONResponse(
         error_body("origin_not_allowed", message),

@@ -1,18 +1,27 @@
-"""FastAPI dependencies: the settings and the open pool, injected, never global.
+"""FastAPI dependencies: the settings, the open pool and who is calling, injected, never global.
 
-They are ``async`` only so FastAPI calls them inline: a plain function would cost a thread-pool
-hop per dependency per request.
+They are ``async`` where they are cheap so FastAPI calls them inline: a plain function would cost
+a thread-pool hop per dependency per request. Authentication reads the key table (one indexed
+query), so it runs in the thread pool.
+
+``AskerDep``, ``ReaderDep`` and ``AdminDep`` authenticate the request and check the key's role:
+widget keys only ask; user keys also route and read the document list; admin keys do
+everything.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
+from indexing.errors import Forbidden
 from indexing.pool import Pool
-from service.ask import Answerer, Caller
-from service.conversations import ANONYMOUS, Conversations
+from service.ask import Answerer
+from service.auth import GROUPS_HEADER, USER_HEADER, Caller, authenticate, presented_secret
+from service.conversations import Conversations
+from service.keys import Keys, Role
 from service.settings import Settings
 
 
@@ -36,14 +45,49 @@ async def get_conversations(request: Request) -> Conversations:
     return conversations
 
 
-async def get_caller() -> Caller:
-    """Until callers carry an identity, every HTTP caller is the same anonymous one, who sees
-    only the documents open to everyone."""
-    return Caller(owner=ANONYMOUS, groups=())
+async def get_keys(request: Request) -> Keys:
+    keys: Keys = request.app.state.keys
+    return keys
+
+
+async def get_caller(
+    request: Request,
+    keys: Annotated[Keys, Depends(get_keys)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    """The caller the request's key makes (anonymous when the service has no keys)."""
+    secret = presented_secret(authorization, x_api_key)
+    caller: Caller = await run_in_threadpool(
+        authenticate,
+        keys,
+        secret=secret,
+        origin=request.headers.get("origin"),
+        user=request.headers.get(USER_HEADER),
+        groups=request.headers.get(GROUPS_HEADER),
+    )
+    return caller
+
+
+def _allowing(*roles: Role) -> object:
+    names = " or ".join(roles)
+
+    async def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+        if not caller.allowed(roles):
+            raise Forbidden(f"this needs an {names} key; this key's role is {caller.role}")
+        return caller
+
+    return Depends(check)
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 PoolDep = Annotated[Pool, Depends(get_pool)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]
 ConversationsDep = Annotated[Conversations, Depends(get_conversations)]
-CallerDep = Annotated[Caller, Depends(get_caller)]
+KeysDep = Annotated[Keys, Depends(get_keys)]
+#: Any key: asking, one's own conversations, how the server answers.
+AskerDep = Annotated[Caller, _allowing("admin", "user", "widget")]
+#: User and admin keys: routing and reading the document list.
+ReaderDep = Annotated[Caller, _allowing("admin", "user")]
+#: Admin keys: adding, changing and removing documents.
+AdminDep = Annotated[Caller, _allowing("admin")]

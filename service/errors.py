@@ -7,6 +7,7 @@ own (written to be shown), never a stack trace, a key or document text.
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,10 @@ STATUS: dict[type[errors.PoolError], int] = {
     errors.InvalidInput: 400,
     errors.DocumentNotFound: 404,
     errors.ConversationNotFound: 404,
+    errors.KeyNotFound: 404,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.RateLimited: 429,
     errors.FileTooLarge: 413,
     errors.UnsupportedFormat: 415,
     errors.CorruptFile: 422,
@@ -50,8 +55,10 @@ def error_body(kind: str, message: str, **extra: object) -> dict[str, object]:
 async def _pool_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.PoolError)
     headers = {}
-    if isinstance(exc, errors.UpstreamUnavailable):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+    if isinstance(exc, errors.UpstreamUnavailable | errors.RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 5)))
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="kpool"'
     return JSONResponse(error_body(exc.kind, str(exc)), status_for(exc), headers=headers)
 
 

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         default=None, description="Replaces the built-in system prompt."
     )
     host: str = Field(default="127.0.0.1", description="Interface `kpool serve` binds to.")
+    allow_no_auth: bool = Field(
+        default=False,
+        description="Serve beyond loopback even though no API key exists (anyone may call).",
+    )
     port: int = Field(default=8000, ge=1, le=65535, description="Port `kpool serve` binds to.")
     top_k: int = Field(default=3, ge=1, le=100, description="Documents routed per question.")
     token_budget: int = Field(

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from indexing.errors import PoolError
 from service.answer import CitationFound, Finished, TextDelta, collect
 from service.ask import Answering, start_answer
-from service.deps import AnswererDep, CallerDep, ConversationsDep, PoolDep, SettingsDep
+from service.deps import AnswererDep, AskerDep, ConversationsDep, PoolDep, SettingsDep
 from service.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ async def post_ask(
     settings: SettingsDep,
     answerer: AnswererDep,
     conversations: ConversationsDep,
-    caller: CallerDep,
+    caller: AskerDep,
 ) -> Any:
     """Answer a question from the documents, citing the passages it rests on."""
     answering = await run_in_threadpool(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import CallerDep, ConversationsDep
+from service.deps import AskerDep, ConversationsDep
 from service.routes.ask import AnswerDocumentOut, CitationOut, UsageOut
 
 router = APIRouter(tags=["conversations"])
@@ -34,7 +34,7 @@ class ConversationOut(BaseModel):
 
 @router.get("/v1/conversations/{conversation_id}", response_model=ConversationOut)
 async def get_conversation(
-    conversation_id: str, conversations: ConversationsDep, caller: CallerDep
+    conversation_id: str, conversations: ConversationsDep, caller: AskerDep
 ) -> dict[str, Any]:
     """A conversation with its questions and answers, oldest first."""
 
@@ -53,7 +53,7 @@ async def get_conversation(
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=204, response_model=None)
 async def delete_conversation(
-    conversation_id: str, conversations: ConversationsDep, caller: CallerDep
+    conversation_id: str, conversations: ConversationsDep, caller: AskerDep
 ) -> Response:
     """Forget a conversation and all its turns."""
     await run_in_threadpool(conversations.delete, conversation_id, owner=caller.owner)

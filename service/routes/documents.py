@@ -1,9 +1,9 @@
 """``/v1/documents``: upload, list, show, edit and delete the pool's documents.
 
 Uploads go through ``indexing.ingest.ingest``, the code behind ``kpool ingest``, so a change
-reaches routing before the response is sent. This is the pool's admin surface; until access
-control lands (service API keys with roles) it is open like ``/v1/route``, and that issue is
-where it gets restricted.
+reaches routing before the response is sent. Changing documents needs an admin key;
+reading the list or one document a user key too, which sees only the documents its groups may
+read (anything else is "not found", exactly as an id that does not exist).
 
 An upload is read as a stream and refused (413) as soon as its file part passes
 ``max_file_bytes``, so an oversized body is never held in memory or on disk.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
@@ -25,11 +25,13 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from indexing.errors import FileTooLarge, InvalidInput, PoolError
+from indexing.errors import DocumentNotFound, FileTooLarge, InvalidInput, PoolError
 from indexing.ingest import IngestRequest, Outcome, delete_document, ingest
 from indexing.models import Document, DocumentPublic, DocumentsPage
 from indexing.pool import Pool
-from service.deps import PoolDep, SettingsDep
+from indexing.store import readable
+from service.auth import Caller
+from service.deps import AdminDep, PoolDep, ReaderDep, SettingsDep
 
 router = APIRouter(tags=["documents"])
 
@@ -127,7 +129,11 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No document
     },
 )
 async def upload_document(
-    request: Request, response: Response, pool: PoolDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    pool: PoolDep,
+    settings: SettingsDep,
+    _admin: AdminDep,
 ) -> DocumentIngested:
     """Upload a document, or a new version of one; the same bytes again change nothing."""
     upload = await read_upload(request, max_file_bytes=settings.max_file_bytes)
@@ -144,12 +150,15 @@ async def upload_document(
 @router.get("/v1/documents", response_model=DocumentsPage, status_code=200)
 def list_documents(
     pool: PoolDep,
+    caller: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     tag: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
 ) -> DocumentsPage:
     """List documents by id, a page at a time, optionally only those with a tag."""
-    rows, next_cursor = pool.store.list_documents(limit=limit, cursor=cursor, tag=tag)
+    rows, next_cursor = pool.store.list_documents(
+        limit=limit, cursor=cursor, tag=tag, readable_by=listable_by(caller)
+    )
     return DocumentsPage(data=[_public(doc) for doc in rows], next_cursor=next_cursor)
 
 
@@ -159,9 +168,12 @@ def list_documents(
     status_code=200,
     responses=_NOT_FOUND,
 )
-def get_document(document_id: str, pool: PoolDep) -> DocumentPublic:
+def get_document(document_id: str, pool: PoolDep, caller: ReaderDep) -> DocumentPublic:
     """Show one document's metadata."""
-    return _public(pool.store.get_document(document_id))
+    doc = pool.store.get_document(document_id)
+    if not readable(doc, listable_by(caller)):
+        raise DocumentNotFound(f"no document with id {document_id!r}")
+    return _public(doc)
 
 
 @router.put(
@@ -170,7 +182,9 @@ def get_document(document_id: str, pool: PoolDep) -> DocumentPublic:
     status_code=200,
     responses=_NOT_FOUND,
 )
-def update_document(document_id: str, body: DocumentUpdate, pool: PoolDep) -> DocumentPublic:
+def update_document(
+    document_id: str, body: DocumentUpdate, pool: PoolDep, _admin: AdminDep
+) -> DocumentPublic:
     """Change a document's title, tags, groups or attributes; routing follows at once."""
     doc = pool.store.update_metadata(
         document_id=document_id,
@@ -189,10 +203,16 @@ def update_document(document_id: str, body: DocumentUpdate, pool: PoolDep) -> Do
     status_code=204,
     responses=_NOT_FOUND,
 )
-def remove_document(document_id: str, pool: PoolDep) -> Response:
+def remove_document(document_id: str, pool: PoolDep, _admin: AdminDep) -> Response:
     """Remove a document: from routing first, then its remote file."""
     delete_document(pool, document_id)
     return Response(status_code=204)
+
+
+def listable_by(caller: Caller) -> Sequence[str] | None:
+    """Whoever may change the documents (an admin key; anyone while the service has no keys)
+    sees them all; anyone else only those their groups may read."""
+    return None if caller.allowed(("admin",)) else caller.groups
 
 
 def _public(doc: Document) -> DocumentPublic:

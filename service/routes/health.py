@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from indexing.errors import PoolError
-from service.deps import AnswererDep, PoolDep, SettingsDep
+from service.deps import AnswererDep, AskerDep, PoolDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
@@ -53,7 +53,7 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
 
 
 @router.get("/v1/info")
-async def info(answerer: AnswererDep, settings: SettingsDep) -> dict[str, Any]:
+async def info(answerer: AnswererDep, settings: SettingsDep, _caller: AskerDep) -> dict[str, Any]:
     """How this server answers: with Claude (and which model) or extractively, without a key."""
     return {
         "mode": answerer.mode,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from service.deps import CallerDep, PoolDep, SettingsDep
+from service.deps import PoolDep, ReaderDep, SettingsDep
 from service.router import route
 
 router = APIRouter(tags=["routing"])
@@ -36,7 +36,7 @@ class RouteResponse(BaseModel):
 
 @router.post("/v1/route", response_model=RouteResponse)
 async def post_route(
-    body: RouteRequest, pool: PoolDep, settings: SettingsDep, caller: CallerDep
+    body: RouteRequest, pool: PoolDep, settings: SettingsDep, caller: ReaderDep
 ) -> RouteResponse:
     """Route a question to the best documents, with scores and matched terms."""
     # Inline on the event loop: routing takes about a millisecond, less than a thread hop, and

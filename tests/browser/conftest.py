@@ -3,7 +3,7 @@
 * ``serve_app(app)`` runs the app with uvicorn in a background thread (lifespan on, so the pool
   and its refresher open as in production) and yields its base URL once ``/healthz`` answers;
   ``serve_static(directory)`` serves plain files on a second origin, for widget host pages.
-* ``browser`` is one headless Chromium for the session, started from ``/usr/bin/chromium`` (never
+* ``browser`` is one headless Chromium per test module, started from ``/usr/bin/chromium`` (never
   a downloaded build); the tests skip, saying how to install it, when it or Playwright is absent.
 * ``page`` is a fresh context and page per test. Errors the page logs to its console fail the
   test, unless the test expects them (``console.allow(...)``); a screenshot named after the test
@@ -78,9 +78,11 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "page"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Debian Chromium for the whole session."""
+    """Headless Debian Chromium for one test module. Not for the session: Playwright's sync API
+    keeps an event loop running in this thread while it is open, and tests elsewhere that run
+    a loop of their own (``anyio.run``) would then fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

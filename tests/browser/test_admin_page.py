@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from service.keys import Keys
+from service.pool import open_pool
 from tests.browser.conftest import HOW_TO_INSTALL, AppFactory, screenshot, serve_app
 
 if TYPE_CHECKING:
@@ -127,23 +129,35 @@ def test_a_refused_upload_says_why(
         expect(rows(page)).to_have_count(SAMPLE_DOCUMENTS)
 
 
-def test_the_admin_key_is_kept_for_the_tab_and_sent_as_a_bearer_token(
-    page: Page, extractive_app_factory: AppFactory
+def test_once_keys_exist_the_page_needs_an_admin_key_and_keeps_it_for_the_tab(
+    page: Page, console: BrowserConsole, extractive_app_factory: AppFactory
 ) -> None:
-    with serve_app(extractive_app_factory()) as base:
+    app = extractive_app_factory()
+    pool = open_pool(app.state.settings, load_index=False)
+    try:
+        _, secret = Keys(pool.store).create(role="admin", name="admin page test")
+    finally:
+        pool.close()
+    console.allow(r"status of 401")
+    with serve_app(app) as base:
         page.goto(f"{base}/admin")
-        expect(rows(page)).to_have_count(SAMPLE_DOCUMENTS)
-        page.get_by_label("Key", exact=True).fill("kp_admin_example")
+        expect(page.locator("#list-status")).to_contain_text("Check the API key")
+        expect(rows(page)).to_have_count(0)
+
+        page.get_by_label("Key", exact=True).fill(secret)
         with page.expect_request(lambda r: "/v1/documents" in r.url) as listed:
             page.get_by_role("button", name="Use key").click()
-        assert listed.value.headers.get("authorization") == "Bearer kp_admin_example"
+        assert listed.value.headers.get("authorization") == f"Bearer {secret}"
+        expect(rows(page)).to_have_count(SAMPLE_DOCUMENTS)
 
         page.reload()
-        expect(page.get_by_label("Key", exact=True)).to_have_value("kp_admin_example")
+        expect(page.get_by_label("Key", exact=True)).to_have_value(secret)
+        expect(rows(page)).to_have_count(SAMPLE_DOCUMENTS)
         page.get_by_role("button", name="Forget").click()
         with page.expect_request(lambda r: "/v1/documents" in r.url) as anonymous:
             page.get_by_role("button", name="Apply").click()
         assert "authorization" not in anonymous.value.headers
+        expect(page.locator("#list-status")).to_contain_text("Check the API key")
 
 
 def test_the_admin_page_fits_a_phone(page: Page, extractive_app_factory: AppFactory) -> None:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
     from tests.browser.conftest import BrowserConsole
 
+from service.keys import ApiKey, hash_secret
+from service.pool import open_pool
+from service.settings import Settings
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 expect = pytest.importorskip("playwright.sync_api", reason=HOW_TO_INSTALL).expect
@@ -79,16 +83,35 @@ def embedding_site(
     app_factory: AppFactory, directory: Path, *, allowed: bool = True, embed: str = EMBED
 ) -> Iterator[tuple[str, str]]:
     """The app and a host page embedding its widget, on two origins; yields both base URLs.
-    The host page's origin is in ``cors_origins`` when ``allowed``, otherwise another one is."""
+    The widget key is bound to the host page's origin when ``allowed``, otherwise to another."""
     site_port = free_port()
     listed_port = site_port if allowed else free_port()
-    app = app_factory(cors_origins=(f"http://127.0.0.1:{listed_port}",))
+    app = app_factory()
+    add_widget_key(app.state.settings, KEY, f"http://127.0.0.1:{listed_port}")
     directory.mkdir(parents=True, exist_ok=True)
     with serve_app(app) as service:
         page_html = HOST_PAGE.format(service=service, embed=embed.format(service=service))
         (directory / "index.html").write_text(page_html, encoding="utf-8")
         with serve_static(directory, port=site_port) as site:
             yield service, site
+
+
+def add_widget_key(settings: Settings, secret: str, origin: str) -> None:
+    """A widget key with a known secret (``kpool keys create`` would make a random one)."""
+    pool = open_pool(settings, load_index=False)
+    try:
+        with pool.store.writing() as session:
+            session.add(
+                ApiKey(
+                    id="key_widgettest",
+                    role="widget",
+                    origins=[origin],
+                    secret_hash=hash_secret(secret),
+                    prefix=secret[:9],
+                )
+            )
+    finally:
+        pool.close()
 
 
 def widget(page: Page) -> Locator:
@@ -209,7 +232,9 @@ def test_a_follow_up_through_the_widget_continues_the_conversation(
         wait_for_answer(page)
         screenshot(page, "widget-follow-up")
         assert body_of(follow_up)["conversation_id"] == conversation_id
-        turns = httpx.get(f"{service}/v1/conversations/{conversation_id}").json()["turns"]
+        as_widget = {"Authorization": f"Bearer {KEY}", "Origin": site}
+        url = f"{service}/v1/conversations/{conversation_id}"
+        turns = httpx.get(url, headers=as_widget).json()["turns"]
         assert [turn["question"] for turn in turns] == [
             CARRY_OVER,
             "And how much notice do I need to give to book leave?",
@@ -310,8 +335,10 @@ def test_the_widget_included_twice_adds_one_launcher_and_no_global_names(
             '<script nonce="host">',
             "window.namesBefore = Object.getOwnPropertyNames(window);",
             "</script>",
-            '<script src="{service}/widget.js" data-title="HR help" data-position="left"></script>',
-            '<script src="{service}/widget.js" data-title="Second copy" async></script>',
+            f'<script src="{{service}}/widget.js" data-key="{KEY}" data-title="HR help"'
+            ' data-position="left"></script>',
+            f'<script src="{{service}}/widget.js" data-key="{KEY}" data-title="Second copy"'
+            " async></script>",
         ]
     )
     with embedding_site(extractive_app_factory, tmp_path / "site", embed=embed) as (_, site):

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from indexing.ingest import delete_document
 from indexing.pool import Pool
 from service.app import create_app
-from service.ask import Caller, ask, make_answerer
+from service.ask import ask, make_answerer
+from service.auth import Caller
 from service.router import route
 from service.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
