@@ -5,8 +5,8 @@ requests from the service's own origin (the chat page) pass untouched. A page el
 an intranet page embedding the widget, may call the API only when its origin is listed in
 ``KPOOL_CORS_ORIGINS`` or is one a live widget key is bound to (``kpool keys create --role
 widget --origin ...``; read at most every few seconds). Every other cross-origin request is
-refused with 403 before it reaches a route: a preflight, and also a "simple" request the browser sends without one, so a cross-origin
-form post cannot run a question and spend tokens.
+refused with 403 before it reaches a route: a preflight, and also a "simple" request the
+browser sends without one, so a cross-origin form post cannot run a question and spend tokens.
 
 Same-origin means the ``Origin`` equals the request's scheme and ``Host``. Behind a proxy that
 terminates TLS, let uvicorn trust its ``X-Forwarded-Proto`` (``--forwarded-allow-ips``) or list
