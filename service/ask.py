@@ -117,19 +117,42 @@ def past_turns(
     pool: Pool, turns: Sequence[ConversationTurn], groups: Sequence[str] | None
 ) -> list[PastTurn]:
     """Earlier turns as they are sent again, with each document as it is now: a replaced one by
-    its current file, a deleted one (or one the caller may no longer read) left out."""
+    its current file, a deleted one left out. A turn that drew on a document the caller may no
+    longer read is left out whole: its answer would carry that document's words."""
     history = []
-    for turn in turns:
+    for turn in visible_turns(pool, turns, groups):
         documents = []
         for document_id in turn.sent:
             try:
                 doc = pool.store.get_document(document_id)
             except DocumentNotFound:
                 continue
-            if doc.file_id is not None and readable(doc, groups):
+            if doc.file_id is not None:
                 documents.append(request_document(doc, 0.0))
         history.append(PastTurn(turn.question, turn.reply or turn.answer, documents))
     return history
+
+
+def visible_turns(
+    pool: Pool, turns: Sequence[ConversationTurn], groups: Sequence[str] | None
+) -> list[ConversationTurn]:
+    """The turns that drew only on documents the caller may read now (or that are deleted)."""
+    if groups is None:
+        return list(turns)
+    kept = []
+    for turn in turns:
+        used = {*turn.sent, *(d["document_id"] for d in turn.documents)}
+        used.update(c["document_id"] for c in turn.citations)
+        if all(_readable_or_gone(pool, document_id, groups) for document_id in used):
+            kept.append(turn)
+    return kept
+
+
+def _readable_or_gone(pool: Pool, document_id: str, groups: Sequence[str]) -> bool:
+    try:
+        return readable(pool.store.get_document(document_id), groups)
+    except DocumentNotFound:
+        return True
 
 
 def fit_history(

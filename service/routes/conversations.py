@@ -1,4 +1,8 @@
-"""``/v1/conversations/{id}``: a conversation's turns, and forgetting it."""
+"""``/v1/conversations/{id}``: a conversation's turns, and forgetting it.
+
+A turn that drew on a document the caller may no longer read is not shown (nor replayed to the
+model): its answer carries that document's words.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import AskerDep, ConversationsDep
+from service.ask import visible_turns
+from service.deps import AskerDep, ConversationsDep, PoolDep
 from service.routes.ask import AnswerDocumentOut, CitationOut, UsageOut
 
 router = APIRouter(tags=["conversations"])
@@ -34,13 +39,14 @@ class ConversationOut(BaseModel):
 
 @router.get("/v1/conversations/{conversation_id}", response_model=ConversationOut)
 async def get_conversation(
-    conversation_id: str, conversations: ConversationsDep, caller: AskerDep
+    conversation_id: str, conversations: ConversationsDep, pool: PoolDep, caller: AskerDep
 ) -> dict[str, Any]:
     """A conversation with its questions and answers, oldest first."""
 
     def load() -> dict[str, Any]:
         found = conversations.get(conversation_id, owner=caller.owner)
         turns = conversations.turns(conversation_id, owner=caller.owner)
+        turns = visible_turns(pool, turns, caller.groups)
         return {
             "conversation_id": found.id,
             "created_at": found.created_at,

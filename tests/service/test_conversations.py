@@ -15,6 +15,7 @@ from indexing.pool import Pool
 from service.app import create_app
 from service.ask import ask, make_answerer
 from service.auth import Caller
+from service.keys import Keys
 from service.router import route
 from service.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -219,3 +220,27 @@ def test_extractive_conversations_route_follow_ups_the_same_way(client: TestClie
     assert second["mode"] == "extractive"
     assert second["documents"][0]["title"] == "Annual Leave Policy"
     assert any("part-time" in c["cited_text"].lower() for c in second["citations"])
+
+
+def test_a_turn_drawn_from_a_document_the_caller_lost_access_to_is_neither_shown_nor_replayed(
+    claude: TestClient, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    leave = route(claude_pool, LEAVE_QUESTION, top_k=1).documents[0]
+    claude_pool.store.update_metadata(document_id=leave.document_id, groups=["hr"])
+    claude_pool.refresh()
+    _, secret = Keys(claude_pool.store).create(role="user", trusted_front_end=True)
+    as_ann = {"Authorization": f"Bearer {secret}", "X-Kpool-User": "ann"}
+    with_hr = {**as_ann, "X-Kpool-Groups": "hr"}
+    first = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}, headers=with_hr).json()
+    assert leave.document_id in {d["document_id"] for d in first["documents"]}
+    conversation = first["conversation_id"]
+    # Ann moves out of HR: the turn that quoted the HR-only document disappears for her.
+    url = f"/v1/conversations/{conversation}"
+    assert len(claude.get(url, headers=with_hr).json()["turns"]) == 1
+    assert claude.get(url, headers=as_ann).json()["turns"] == []
+    follow_up = {"question": FOLLOW_UP, "conversation_id": conversation}
+    second = claude.post("/v1/ask", json=follow_up, headers=as_ann).json()
+    sent = fake_anthropic.messages.bodies()[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user"]
+    assert LEAVE_QUESTION not in str(sent) and leave.file_id not in str(sent)
+    assert leave.document_id not in {c["document_id"] for c in second["citations"]}
