@@ -303,6 +303,9 @@ class InvertedIndex:
         ]
         # Hashes are sorted within each vector and ids follow hash order, so each document's
         # term ids come out sorted, as ``_contributions`` needs.
+        if not vectors:  # np.split of an empty array still yields one (empty) piece
+            self._doc_terms = []
+            return
         cuts = np.cumsum(sizes)[:-1]
         doc_ids = np.split(term_ids, cuts)
         doc_tfs = np.split(counts.astype(np.float32), cuts)

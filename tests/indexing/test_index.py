@@ -494,6 +494,22 @@ def test_compaction_after_many_removals_keeps_results_identical() -> None:
     assert "f5000" not in ids(index.search(["common"], top_k=len(index), groups=["hr"]))
 
 
+def test_an_index_loaded_empty_compacts_after_documents_come_and_go() -> None:
+    """A fresh pool's index starts from an empty load; it must compact like any other."""
+    index = build([])
+    for round_ in range(3):
+        for i in range(1100):
+            index.add(synthetic(i))
+        for i in range(1100):
+            if i % 50 or round_ < 2:
+                index.remove(f"f{i:04d}")
+    assert index._dead_slots() < 1024
+    assert len(index) == 22
+    assert set(ids(index.search(["common"], top_k=100))) == {
+        f"f{i:04d}" for i in range(0, 1100, 50)
+    }
+
+
 def test_stale_postings_are_dropped_and_scores_stay_the_same() -> None:
     entries = [entry(f"d{i:02d}", {"shared": 1 + i % 4, f"own{i}": 1}) for i in range(40)]
     index = build(entries)
