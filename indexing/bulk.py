@@ -12,13 +12,14 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexing.errors import InvalidInput, PoolError
+from indexing.errors import FileTooLarge, InvalidInput, PoolError
+from indexing.extract import check_size
 from indexing.ingest import IngestRequest, Outcome, Recovery, delete_document, ingest, recover
 from indexing.pool import Pool
 
@@ -214,12 +215,16 @@ def bulk_ingest(
     manifest: Path | None = None,
     tags: Sequence[str] = (),
     groups: Sequence[str] = (),
+    attributes: Mapping[str, Any] | None = None,
     concurrency: int = 4,
     prune: bool = False,
     dry_run: bool = False,
     on_outcome: OnOutcome | None = None,
 ) -> BulkReport:
-    """Ingest every supported file under ``paths``; see the module docstring."""
+    """Ingest every supported file under ``paths``; see the module docstring.
+
+    ``tags`` and ``groups`` are added to every document's own (from the manifest);
+    ``attributes`` are set on every document, a manifest row's value winning for its keys."""
     if concurrency < 1:
         raise InvalidInput("concurrency must be at least 1")
     rows = read_manifest(manifest) if manifest else {}
@@ -235,7 +240,11 @@ def bulk_ingest(
     manifest_dir = None if manifest_path is None else manifest_path.parent
     requests = [
         _PathRequest(
-            path, _manifest_entry(rows, manifest_dir, root, path), tuple(tags), tuple(groups)
+            path,
+            _manifest_entry(rows, manifest_dir, root, path),
+            tuple(tags),
+            tuple(groups),
+            dict(attributes or {}),
         )
         for root, path in files
     ]
@@ -269,17 +278,16 @@ class _PathRequest:
     entry: ManifestEntry | None
     tags: tuple[str, ...]
     groups: tuple[str, ...]
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def _ingest_path(pool: Pool, item: _PathRequest, dry_run: bool) -> Outcome:
     source = str(item.path)
     try:
-        size = item.path.stat().st_size
-        limit = pool.config.limits.max_bytes
-        if size > limit:
-            reason = f"{item.path.name}: {size} bytes exceeds the {limit}-byte limit"
-            return Outcome(source, "failed", reason=reason)
+        check_size(item.path.name, item.path.stat().st_size, pool.config.limits)
         data = item.path.read_bytes()
+    except FileTooLarge as exc:  # refused unread, with the message an upload would get
+        return Outcome(source, "failed", reason=str(exc), error=exc)
     except OSError as exc:
         return Outcome(source, "failed", reason=f"cannot read file: {exc.strerror}")
     entry = item.entry or ManifestEntry()
@@ -290,7 +298,7 @@ def _ingest_path(pool: Pool, item: _PathRequest, dry_run: bool) -> Outcome:
         title=entry.title,
         tags=tuple(dict.fromkeys(item.tags + entry.tags)),
         groups=tuple(dict.fromkeys(item.groups + entry.groups)),
-        attributes=entry.attributes,
+        attributes={**item.attributes, **entry.attributes},
     )
     try:
         return ingest(pool, request, dry_run=dry_run)

@@ -28,10 +28,22 @@ class UnsupportedFormat(PoolError):
     kind = "unsupported_format"
 
 
+class ContentMismatch(UnsupportedFormat):
+    """The bytes are not what the upload declares (its extension or its Content-Type)."""
+
+    kind = "content_mismatch"
+
+
 class CorruptFile(PoolError):
     """The file claims a supported format but cannot be parsed."""
 
     kind = "corrupt_file"
+
+
+class EncryptedFile(CorruptFile):
+    """The file is encrypted, so its text cannot be read (or sent on) as it is."""
+
+    kind = "encrypted_file"
 
 
 class FileTooLarge(PoolError):

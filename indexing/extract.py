@@ -5,9 +5,13 @@ structure (``page_spans``) because PDFs are uploaded as they are and cited by pa
 format is converted to text, and that exact text is what gets uploaded as ``text/plain`` and cited
 by character offsets, so nothing here rewrites text beyond newline, NUL and NFC normalisation.
 
-Untrusted input is assumed throughout: sizes are checked before parsing, DOCX archives are
-inspected for decompression bombs before python-docx sees them, and any parser failure becomes a
-``CorruptFile`` that names the file.
+Untrusted input is assumed throughout. ``check_upload`` runs first (size, emptiness, and the
+format checks of ``indexing.formats``); then every parser works under a limit of
+``ExtractLimits`` or a fixed bound, each refusal naming its limit and value: DOCX archives are
+inspected for decompression bombs and DTDs before python-docx sees them, PDFs for the decoded
+size of their page contents before pypdf extracts text, HTML goes through libxml2 (linear time,
+unlike ``html.parser`` on malformed markup), and Markdown is scanned without backtracking
+regular expressions. Any other parser failure becomes a ``CorruptFile`` that names the file.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from html.parser import HTMLParser
 from pathlib import PurePath
 from typing import Any
 
@@ -33,19 +36,23 @@ import pypdf
 import yaml
 from docx.table import Table
 from docx.text.paragraph import Paragraph
+from lxml import etree
+from pypdf.errors import LimitReachedError
+from pypdf.generic import ArrayObject, DictionaryObject, PdfObject, StreamObject
 
-from indexing.errors import CorruptFile, EmptyDocument, FileTooLarge, PoolError, UnsupportedFormat
-
-SUPPORTED_FORMATS: dict[str, str] = {
-    ".pdf": "pdf",
-    ".docx": "docx",
-    ".html": "html",
-    ".htm": "html",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".txt": "text",
-    ".text": "text",
-}
+from indexing.errors import (
+    ContentMismatch,
+    CorruptFile,
+    EmptyDocument,
+    EncryptedFile,
+    FileTooLarge,
+    PoolError,
+)
+from indexing.formats import (
+    BOMS,
+    bomless_utf16,
+    detect_format,
+)
 
 _PDF_MIME = "application/pdf"
 _TEXT_MIME = "text/plain"
@@ -53,14 +60,32 @@ _TEXT_MIME = "text/plain"
 
 @dataclass(frozen=True)
 class ExtractLimits:
-    """Limits that keep one hostile or oversized file from exhausting the server."""
+    """Limits that keep one hostile or oversized file from exhausting the server.
+
+    ``max_bytes`` and ``max_pages`` come from the settings ``max_file_bytes`` and
+    ``max_pdf_pages`` and are named so in messages; the others are fixed here.
+    """
 
     max_bytes: int = 50 * 1024 * 1024
     max_pages: int = 2_000
+    #: Text extracted from one file, in characters.
     max_chars: int = 10_000_000
+    #: A DOCX archive: its members inflated, together; one member's compression ratio (checked
+    #: above 1 MiB); its member count; one XML part inflated. python-docx holds a part as a tree
+    #: and walks it in Python: 32 MiB of XML can cost half a minute and 400 MB at worst.
     max_unzipped_bytes: int = 200 * 1024 * 1024
     max_zip_ratio: float = 100.0
     max_zip_members: int = 10_000
+    max_xml_part_bytes: int = 32 * 1024 * 1024
+    #: A PDF's page content streams (and the forms they draw), decoded, summed over its pages
+    #: (a page may reuse a huge stream). pypdf extracts text from about 0.3 MB of operators a
+    #: second, so this bounds one PDF to under two minutes; ordinary pages hold 3-20 KB.
+    max_pdf_content_bytes: int = 32 * 1024 * 1024
+    #: Elements open at once in an HTML page (sloppy pages nest unclosed tags deeply; this is
+    #: far beyond them).
+    max_html_depth: int = 10_000
+    #: YAML front matter of a Markdown file, in characters.
+    max_front_matter_chars: int = 64 * 1024
 
 
 DEFAULT_LIMITS = ExtractLimits()
@@ -94,41 +119,43 @@ class _Parsed:
 # Public entry points
 
 
-def detect_format(filename: str, data: bytes) -> str:
-    """Return the format name for ``filename``, after checking the content agrees with it.
+def check_upload(
+    filename: str,
+    data: bytes,
+    declared_type: str | None = None,
+    limits: ExtractLimits = DEFAULT_LIMITS,
+) -> str:
+    """The file's format, once its size, emptiness, extension, bytes and declared type pass.
 
-    The extension decides; the first bytes may only veto. Content recognisably of another type
-    (a PDF named ``.txt``, a legacy ``.doc`` renamed ``.docx``) raises ``UnsupportedFormat``;
-    a PDF or DOCX name over content that is no PDF or ZIP at all raises ``CorruptFile``.
+    Cheap (no parsing beyond a ZIP's member list), so callers may run it before deciding
+    whether to extract at all.
     """
-    suffix = PurePath(filename).suffix.lower()
-    fmt = SUPPORTED_FORMATS.get(suffix)
-    if fmt is None:
-        found = f"unsupported format '{suffix}'" if suffix else "no file extension"
-        raise UnsupportedFormat(f"{filename}: {found}; supported: {_supported_list()}")
-    sniffed = _sniff(data)
-    expected = _EXPECTED_CONTAINER.get(fmt)
-    if fmt == "pdf" and sniffed is None and b"%PDF-" in data[:1024]:
-        sniffed = "pdf"  # readers accept a header preceded by up to 1 KiB of junk
-    if sniffed == expected:
-        return fmt
-    if sniffed is not None:
-        raise UnsupportedFormat(
-            f"{filename}: named as {fmt} but the content is {_SIGNATURE_NAMES[sniffed]}; "
-            f"supported: {_supported_list()}"
-        )
-    raise CorruptFile(f"{filename}: not a valid {fmt} file ({_MISSING_SIGNATURE[fmt]})")
-
-
-def extract(filename: str, data: bytes, limits: ExtractLimits = DEFAULT_LIMITS) -> Extracted:
-    """Extract text, title and metadata from one file, enforcing ``limits``."""
-    if len(data) > limits.max_bytes:
-        raise FileTooLarge(
-            _over_limit(filename, f"{len(data):,} bytes", limits.max_bytes, "max_bytes")
-        )
+    check_size(filename, len(data), limits)
     if not data:
         raise EmptyDocument(f"{filename}: the file is empty (0 bytes)")
-    fmt = detect_format(filename, data)
+    return detect_format(filename, data, declared_type, max_zip_members=limits.max_zip_members)
+
+
+def check_size(filename: str, size: int, limits: ExtractLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a file of ``size`` bytes over ``limits.max_bytes``."""
+    if size > limits.max_bytes:
+        raise FileTooLarge(
+            _over_limit(filename, f"{size:,} bytes", limits.max_bytes, "max_file_bytes")
+        )
+
+
+def extract(
+    filename: str,
+    data: bytes,
+    limits: ExtractLimits = DEFAULT_LIMITS,
+    *,
+    declared_type: str | None = None,
+) -> Extracted:
+    """Extract text, title and metadata from one file, enforcing ``limits``.
+
+    ``declared_type`` is the Content-Type the file came with, if any (see ``check_upload``).
+    """
+    fmt = check_upload(filename, data, declared_type, limits)
     parsed = _EXTRACTORS[fmt](filename, data, limits)
     if len(parsed.text) > limits.max_chars:
         raise FileTooLarge(_too_much_text(filename, len(parsed.text), limits))
@@ -158,44 +185,6 @@ def upload_payload(filename: str, data: bytes, extracted: Extracted) -> tuple[st
 
 # --------------------------------------------------------------------------------------------
 # Shared helpers
-
-
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF-", "pdf"),
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole2"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"\x1f\x8b", "gzip"),
-    (b"\x7fELF", "elf"),
-)
-_SIGNATURE_NAMES = {
-    "pdf": "a PDF document",
-    "zip": "a ZIP archive",
-    "ole2": "a legacy Office (.doc/.xls/.ppt) file",
-    "png": "a PNG image",
-    "jpeg": "a JPEG image",
-    "gif": "a GIF image",
-    "gzip": "a gzip archive",
-    "elf": "an executable",
-}
-_EXPECTED_CONTAINER: dict[str, str | None] = {"pdf": "pdf", "docx": "zip"}
-_MISSING_SIGNATURE = {"pdf": "no %PDF- header", "docx": "not a ZIP container"}
-
-
-def _sniff(data: bytes) -> str | None:
-    """Name the binary type announced by ``data``'s first bytes, or None for none we know."""
-    for magic, kind in _SIGNATURES:
-        if data.startswith(magic):
-            return kind
-    return None
-
-
-def _supported_list() -> str:
-    return ", ".join(sorted(SUPPORTED_FORMATS))
 
 
 def _over_limit(filename: str, measured: str, limit: float, setting: str) -> str:
@@ -230,15 +219,9 @@ def _clean_title(value: object) -> str | None:
 # Decoding bytes to text
 
 
-_BOMS: tuple[tuple[bytes, str], ...] = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM is its prefix
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # Cc, less \t \n \f \r
-_MAX_CONTROL_RATIO = 0.05
+#: Share of control characters beyond which decoded "text" is taken to be binary.
+MAX_CONTROL_RATIO = 0.05
 _CP1252_CHAOS_MARGIN = 0.1
 
 
@@ -250,22 +233,34 @@ class _Decoded:
 
 
 def _decode_text(filename: str, data: bytes, declared: str | None = None) -> _Decoded:
-    """Decode bytes that should be text: BOM, then ``declared``, then UTF-8, then a best guess.
+    """Decode bytes that should be text: BOM, UTF-16 without one, ``declared``, UTF-8, then a
+    best guess.
 
-    Raises ``CorruptFile`` when the bytes look binary or no encoding fits convincingly.
+    Raises ``ContentMismatch`` when the bytes are binary, ``CorruptFile`` when no encoding
+    fits them convincingly.
     """
-    decoded = _decode_with_bom(filename, data)
+    decoded = _decode_with_bom(filename, data) or _decode_bomless_utf16(data)
     if decoded is None:
         if b"\x00" in data:
-            raise CorruptFile(f"{filename}: does not look like text (contains NUL bytes)")
+            raise _binary(filename, "it contains NUL bytes")
         decoded = _decode_declared(data, declared) or _decode_utf8(data) or _guess(filename, data)
-    if _control_ratio(decoded.text) > _MAX_CONTROL_RATIO:
-        raise CorruptFile(f"{filename}: does not look like text (too many control characters)")
+    ratio = _control_ratio(decoded.text)
+    if ratio > MAX_CONTROL_RATIO:
+        raise _binary(
+            filename, f"{ratio:.0%} control characters; at most {MAX_CONTROL_RATIO:.0%} in text"
+        )
     return _Decoded(_normalise(decoded.text), decoded.encoding, decoded.guessed)
 
 
+def _binary(filename: str, reason: str) -> ContentMismatch:
+    declared = PurePath(filename).suffix.lower()
+    return ContentMismatch(
+        f"{filename}: declared {declared} but the content is binary, not text ({reason})"
+    )
+
+
 def _decode_with_bom(filename: str, data: bytes) -> _Decoded | None:
-    for bom, encoding in _BOMS:
+    for bom, encoding in BOMS:
         if data.startswith(bom):
             try:
                 return _Decoded(data.decode(encoding), encoding, guessed=False)
@@ -274,6 +269,16 @@ def _decode_with_bom(filename: str, data: bytes) -> _Decoded | None:
                     f"{filename}: starts with a {encoding} BOM but is not valid {encoding}"
                 ) from exc
     return None
+
+
+def _decode_bomless_utf16(data: bytes) -> _Decoded | None:
+    encoding = bomless_utf16(data)
+    if encoding is None:
+        return None
+    try:
+        return _Decoded(data.decode(encoding), encoding, guessed=True)
+    except UnicodeDecodeError:
+        return None
 
 
 def _decode_declared(data: bytes, declared: str | None) -> _Decoded | None:
@@ -300,7 +305,7 @@ def _guess(filename: str, data: bytes) -> _Decoded:
     """
     matches = list(charset_normalizer.from_bytes(data))
     if not matches:
-        raise CorruptFile(f"{filename}: does not look like text (no encoding fits it)")
+        raise CorruptFile(f"{filename}: cannot be decoded as text (no encoding fits it)")
     best = matches[0]
     for match in matches:
         if match.encoding == "cp1252" and match.chaos <= best.chaos + _CP1252_CHAOS_MARGIN:
@@ -309,7 +314,8 @@ def _guess(filename: str, data: bytes) -> _Decoded:
 
 
 def _control_ratio(text: str) -> float:
-    return len(_CONTROL_CHARS.findall(text)) / len(text) if text else 0.0
+    # subn counts without a list of every match (50 MB of binary would make 50 million).
+    return _CONTROL_CHARS.subn("", text)[1] / len(text) if text else 0.0
 
 
 def _encoding_warnings(decoded: _Decoded) -> list[str]:
@@ -336,18 +342,17 @@ def _extract_text(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
 
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL | re.M)
-# A tag runs to the first closing delimiter, never past it (so "{% a %} text {% b %}" keeps text).
-_TAG = r"(?:\{%(?:(?!%\})[\s\S])*%\}|\{\{(?:(?!\}\})[\s\S])*\}\})"
-_TAG_LINE = re.compile(rf"^[ \t]*(?:{_TAG}[ \t]*)+(?:\n|\Z)", re.M)
-_TAG_INLINE = re.compile(_TAG)
-_HEADING = re.compile(r"^#[ \t]+(?P<atx>.+?)[ \t#]*$|^(?P<setext>[^\n]*\S[^\n]*)\n=+[ \t]*$", re.M)
+#: Jekyll/Liquid template tags and what closes each.
+_TAG_CLOSERS = {"{%": "%}", "{{": "}}"}
+_ATX_TITLE = re.compile(r"#[ \t]")
+_SETEXT_UNDERLINE = re.compile(r"=+[ \t]*")
 _MAX_FRONT_MATTER_NODES = 10_000
 _MAX_FRONT_MATTER_DEPTH = 50
 
 
 def _extract_markdown(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     decoded = _decode_text(filename, data)
-    front, body = _split_front_matter(filename, decoded.text)
+    front, body = _split_front_matter(filename, decoded.text, limits)
     text = _strip_template_tags(body).lstrip("\n")
     parsed = _Parsed(text=text, warnings=_encoding_warnings(decoded))
     if front is not None and not isinstance(front, dict):
@@ -360,11 +365,16 @@ def _extract_markdown(filename: str, data: bytes, limits: ExtractLimits) -> _Par
     return parsed
 
 
-def _split_front_matter(filename: str, text: str) -> tuple[object, str]:
+def _split_front_matter(filename: str, text: str, limits: ExtractLimits) -> tuple[object, str]:
     """Return the parsed YAML front matter (None if there is none) and the rest of the text."""
     match = _FRONT_MATTER.match(text)
     if match is None:
         return None, text
+    size = len(match.group(1))
+    if size > limits.max_front_matter_chars:
+        measured = f"front matter of {size:,} characters"
+        limit, name = limits.max_front_matter_chars, "max_front_matter_chars"
+        raise FileTooLarge(_over_limit(filename, measured, limit, name))
     try:
         front = yaml.safe_load(match.group(1))
     except (yaml.YAMLError, RecursionError) as exc:
@@ -381,13 +391,80 @@ def _yaml_problem(exc: BaseException) -> str:
 
 
 def _strip_template_tags(text: str) -> str:
-    """Drop Jekyll/Liquid ``{% ... %}`` and ``{{ ... }}`` tags (and lines holding only tags)."""
-    return _TAG_INLINE.sub("", _TAG_LINE.sub("", text))
+    """Drop Jekyll/Liquid ``{% ... %}`` and ``{{ ... }}`` tags, and lines holding only tags.
+
+    A tag runs to the first closing delimiter, never past it (so ``{% a %} text {% b %}`` keeps
+    the text). Scanned by hand: a regular expression would rescan the rest of the text from
+    every unclosed opener, quadratic in a file of ``{%`` repeated.
+    """
+    pieces: list[str] = []
+    kept = line_start = previous_end = 0  # text[kept:] is not in pieces yet
+    for run in _tag_runs(text):
+        start, end = run[0][0], run[-1][1]
+        newline = text.rfind("\n", previous_end, start)
+        if newline >= 0:
+            line_start = newline + 1
+        after = end
+        while after < len(text) and text[after] in " \t":
+            after += 1
+        alone_on_line = (
+            line_start >= previous_end  # runs are maximal: one earlier on the line is not blank
+            and not text[line_start:start].strip(" \t")
+            and (after == len(text) or text[after] == "\n")
+        )
+        previous_end = end
+        if alone_on_line:
+            run = [(line_start, min(after + 1, len(text)))]
+        for tag_start, tag_end in run:
+            pieces.append(text[kept:tag_start])
+            kept = tag_end
+    pieces.append(text[kept:])
+    return "".join(pieces)
+
+
+def _tag_runs(text: str) -> Iterator[list[tuple[int, int]]]:
+    """The template tags, ``[start, end)``, in runs separated only by spaces or tabs."""
+    run: list[tuple[int, int]] = []
+    for start, end in _tags(text):
+        if run and text[run[-1][1] : start].strip(" \t"):
+            yield run
+            run = []
+        run.append((start, end))
+    if run:
+        yield run
+
+
+def _tags(text: str) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` of each template tag, left to right, in linear time."""
+    next_open = {opener: text.find(opener) for opener in _TAG_CLOSERS}
+    position = 0
+    while True:
+        for opener, at in next_open.items():
+            if 0 <= at < position:
+                next_open[opener] = text.find(opener, position)
+        found = [(at, opener) for opener, at in next_open.items() if at >= 0]
+        if not found:
+            return
+        start, opener = min(found)
+        close = text.find(_TAG_CLOSERS[opener], start + 2)
+        if close < 0:
+            next_open[opener] = -1  # no later opener of this kind can close either
+            continue
+        position = close + 2
+        yield start, position
 
 
 def _markdown_heading(text: str) -> str | None:
-    match = _HEADING.search(text)
-    return _clean_title(match.group("atx") or match.group("setext")) if match else None
+    """The first level-1 heading: ``# Title`` or ``Title`` underlined with ``===``."""
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        body = line[1:].strip(" \t") if _ATX_TITLE.match(line) else ""
+        if body:
+            return _clean_title(body.rstrip(" \t#") or body[:1])
+        following = lines[number + 1] if number + 1 < len(lines) else ""
+        if line.strip() and _SETEXT_UNDERLINE.fullmatch(following):
+            return _clean_title(line)
+    return None
 
 
 def _jsonable(filename: str, mapping: dict[Any, Any]) -> dict[str, Any]:
@@ -401,7 +478,10 @@ def _jsonable(filename: str, mapping: dict[Any, Any]) -> dict[str, Any]:
     def convert(item: object, depth: int = 1) -> object:
         budget[0] -= 1
         if budget[0] < 0 or depth > _MAX_FRONT_MATTER_DEPTH:
-            raise CorruptFile(f"{filename}: front matter is too large or self-referencing")
+            raise CorruptFile(
+                f"{filename}: front matter has more than {_MAX_FRONT_MATTER_NODES:,} values or "
+                f"{_MAX_FRONT_MATTER_DEPTH} levels (self-referencing YAML aliases?)"
+            )
         if isinstance(item, dict):
             return {str(key): convert(val, depth + 1) for key, val in item.items()}
         if isinstance(item, (list, tuple, set, frozenset)):
@@ -424,13 +504,21 @@ _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-
 
 def _extract_html(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     decoded = _decode_text(filename, data, declared=_declared_charset(data[:4096]))
-    parser = _HTMLText()
-    parser.feed(decoded.text)
-    parser.close()
+    page = _HTMLText(filename, limits.max_html_depth)
+    # libxml2's HTML parser is C and linear; html.parser goes quadratic on some malformed
+    # markup ("<a" repeated: 100 KB take seconds). A target receives events, no tree is built.
+    parser = etree.HTMLParser(target=page, no_network=True)
+    try:
+        parser.feed(decoded.text)
+        parser.close()
+    except PoolError:
+        raise
+    except etree.LxmlError as exc:
+        raise CorruptFile(f"{filename}: cannot read the HTML ({type(exc).__name__})") from exc
     return _Parsed(
-        text=_normalise(parser.text()),
-        title=_clean_title(parser.title) or _clean_title(parser.first_h1),
-        metadata=dict(parser.meta),
+        text=_normalise(page.text()),
+        title=_clean_title(page.title) or _clean_title(page.first_h1),
+        metadata=dict(page.meta),
         warnings=_encoding_warnings(decoded),
     )
 
@@ -451,7 +539,6 @@ def _declared_charset(head: bytes) -> str | None:
 
 
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "head", "svg"})
-_HEAD_TAGS = frozenset("title meta link style script base noscript template".split())
 _PARAGRAPH_TAGS = frozenset(
     "p h1 h2 h3 h4 h5 h6 ul ol dl table section article header footer nav aside main "
     "blockquote pre figure form fieldset address details hr".split()
@@ -462,20 +549,25 @@ _SEPARATOR_RANK = {"": 0, "\t": 1, "\n": 2, "\n\n": 3}
 _WHITESPACE = re.compile(r"[ \t\n\r\f]+")  # HTML whitespace; not \u00a0 (&nbsp;)
 
 
-class _HTMLText(HTMLParser):
+class _HTMLText:
     """Visible text of an HTML page, laid out roughly the way a browser's ``innerText`` does.
 
-    Block elements end lines (paragraph-like ones leave a blank line), table cells are separated
-    by tabs so a row stays on one line, whitespace runs collapse to one space outside ``<pre>``.
+    A parser target: libxml2 calls ``start``, ``end`` and ``data``, with every element closed
+    in order (implied ends included). Block elements end lines (paragraph-like ones leave a
+    blank line), table cells are separated by tabs so a row stays on one line, whitespace runs
+    collapse to one space outside ``<pre>``.
     """
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+    def __init__(self, filename: str, max_depth: int) -> None:
+        self.filename = filename
+        self.max_depth = max_depth
         self.title = ""
         self.first_h1: str | None = None
         self.meta: dict[str, str] = {}
         self._parts: list[str] = []
-        self._skipping: list[str] = []  # open elements whose content is not shown
+        self._depth = 0
+        self._hidden = 0  # depth inside the outermost open element whose content is not shown
+        self._hidden_tag = ""
         self._pending = ""  # separator owed before the next visible text
         self._in_title = False
         self._h1: list[str] | None = None
@@ -484,37 +576,46 @@ class _HTMLText(HTMLParser):
     def text(self) -> str:
         return "".join(self._parts).rstrip()
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._skipping == ["head"] and tag not in _HEAD_TAGS:
-            self._skipping.clear()  # body content implies the head has ended, closed or not
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self._depth += 1
+        if self._depth > self.max_depth:
+            measured = f"HTML elements nested {self._depth:,} deep"
+            raise FileTooLarge(
+                _over_limit(self.filename, measured, self.max_depth, "max_html_depth")
+            )
         if tag == "meta":
-            self._record_meta(dict(attrs))
+            self._record_meta(attrib)
         elif tag == "title":
-            self._in_title = self._skipping in ([], ["head"]) and not self.title
+            in_head = self._hidden == 1 and self._hidden_tag == "head"
+            self._in_title = (not self._hidden or in_head) and not self.title
+        if self._hidden:
+            self._hidden += 1
         elif tag in _SKIPPED:
-            self._skipping.append(tag)
-        elif not self._skipping:
+            self._hidden, self._hidden_tag = 1, tag
+        elif tag != "title":
             self._open_visible(tag)
 
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, tag: str) -> None:
+        self._depth -= 1
         if tag == "title":
             self._in_title = False
-        elif tag in _SKIPPED:
-            if tag in self._skipping:
-                last = len(self._skipping) - 1 - self._skipping[::-1].index(tag)
-                del self._skipping[last:]
-        elif not self._skipping:
+        if self._hidden:
+            self._hidden -= 1
+        elif tag != "title":
             self._close_visible(tag)
 
-    def handle_data(self, data: str) -> None:
+    def data(self, data: str) -> None:
         if self._in_title:
             self.title += data
-        elif not self._skipping:
+        elif not self._hidden:
             if self._h1 is not None:
                 self._h1.append(data)
             self._emit(data)
 
-    def _record_meta(self, attrs: dict[str, str | None]) -> None:
+    def close(self) -> None:
+        return None
+
+    def _record_meta(self, attrs: dict[str, str]) -> None:
         name, content = attrs.get("name"), attrs.get("content")
         if name and content is not None:
             self.meta[name.strip().lower()] = content.strip()
@@ -535,7 +636,8 @@ class _HTMLText(HTMLParser):
         if tag == "h1" and self._h1 is not None:
             self.first_h1 = " ".join("".join(self._h1).split())
             self._h1 = None
-        self._break_for(tag)
+        if tag != "br":  # a void element: its start did the break, its implied end must not
+            self._break_for(tag)
 
     def _break_for(self, tag: str) -> None:
         if tag in _PARAGRAPH_TAGS:
@@ -568,8 +670,9 @@ class _HTMLText(HTMLParser):
 # DOCX
 
 
-_DOCX_MAIN_PART = "word/document.xml"
 _RATIO_CHECK_MIN_BYTES = 1024 * 1024
+#: How much of an XML part is read to find its root element (past any DTD, comments, PIs).
+_XML_PROLOG_BYTES = 64 * 1024
 _DOCX_PROPERTIES = (
     "author", "category", "comments", "content_status", "created", "identifier", "keywords",
     "language", "last_modified_by", "modified", "subject", "version",
@@ -580,10 +683,10 @@ def _extract_docx(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     _check_docx_archive(filename, data, limits)
     try:
         document = docx.Document(io.BytesIO(data))
-        lines = list(_docx_lines(document.iter_inner_content()))
+        lines = list(_bounded_lines(filename, document.iter_inner_content(), limits))
         properties = document.core_properties
         metadata = _docx_metadata(properties)
-        title = _clean_title(properties.title) or _docx_heading(document.paragraphs)
+        title = _clean_title(properties.title) or _docx_heading(document)
     except PoolError:
         raise
     except Exception as exc:  # python-docx and lxml raise many types on malformed parts
@@ -593,16 +696,27 @@ def _extract_docx(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
 
 
 def _check_docx_archive(filename: str, data: bytes, limits: ExtractLimits) -> None:
-    """Refuse archives that are not a DOCX or that would inflate beyond the limits.
+    """Refuse archives that would inflate beyond the limits, or whose XML declares a DTD.
 
     Only declared sizes are checked; ``zipfile`` will not inflate a member past its declared
     size without failing its CRC check, so declared sizes bound what python-docx can read.
+    python-docx parses without resolving entities, but a part with a DTD would then lose the
+    text behind each entity without a word; no DOCX writer emits one, so it is refused.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
+            _check_zip_sizes(filename, members, limits)
+            for member in members:
+                if member.filename.endswith((".xml", ".rels")):
+                    _check_xml_part(filename, archive, member, limits)
+    except PoolError:
+        raise
     except Exception as exc:  # BadZipFile, but also ValueError/EOFError on mangled headers
-        raise CorruptFile(f"{filename}: not a valid DOCX (unreadable ZIP container)") from exc
+        raise CorruptFile(f"{filename}: not a readable DOCX (damaged ZIP container)") from exc
+
+
+def _check_zip_sizes(filename: str, members: list[zipfile.ZipInfo], limits: ExtractLimits) -> None:
     if len(members) > limits.max_zip_members:
         measured = f"{len(members):,} archive members"
         raise FileTooLarge(
@@ -616,8 +730,6 @@ def _check_docx_archive(filename: str, data: bytes, limits: ExtractLimits) -> No
         )
     for member in members:
         _check_zip_ratio(filename, member, limits)
-    if _DOCX_MAIN_PART not in {member.filename for member in members}:
-        raise CorruptFile(f"{filename}: not a valid DOCX (no {_DOCX_MAIN_PART} in the archive)")
 
 
 def _check_zip_ratio(filename: str, member: zipfile.ZipInfo, limits: ExtractLimits) -> None:
@@ -627,6 +739,70 @@ def _check_zip_ratio(filename: str, member: zipfile.ZipInfo, limits: ExtractLimi
     if ratio > limits.max_zip_ratio:
         measured = f"member {member.filename!r} compression ratio {ratio:,.0f}:1"
         raise FileTooLarge(_over_limit(filename, measured, limits.max_zip_ratio, "max_zip_ratio"))
+
+
+def _check_xml_part(
+    filename: str, archive: zipfile.ZipFile, member: zipfile.ZipInfo, limits: ExtractLimits
+) -> None:
+    if member.file_size > limits.max_xml_part_bytes:
+        measured = f"XML part {member.filename!r} of {member.file_size:,} bytes"
+        limit = limits.max_xml_part_bytes
+        raise FileTooLarge(_over_limit(filename, measured, limit, "max_xml_part_bytes"))
+    with archive.open(member) as part:
+        head = part.read(_XML_PROLOG_BYTES)
+    problem = _xml_prolog_problem(head, complete=len(head) == member.file_size)
+    if problem is not None:
+        raise CorruptFile(f"{filename}: XML part {member.filename!r} {problem}")
+
+
+_XML_ENCODINGS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00", "utf-16-le"),
+    (b"\x00<", "utf-16-be"),
+)
+
+
+_XML_PROLOG_ITEMS = (("<?", "?>"), ("<!--", "-->"))
+
+
+def _xml_prolog_problem(head: bytes, *, complete: bool) -> str | None:
+    """What is wrong before an XML document's root element: a DTD, or a prolog too long to
+    check. ``head`` is the start of the part (all of it when ``complete``)."""
+    encoding = next((enc for prefix, enc in _XML_ENCODINGS if head.startswith(prefix)), "latin-1")
+    text = head.decode(encoding, errors="ignore").lstrip("\ufeff")
+    position = 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if text.startswith("<!DOCTYPE", position):
+            return "declares a DTD (<!DOCTYPE>); DOCX parts never do, and entities are not expanded"
+        closer = next((c for o, c in _XML_PROLOG_ITEMS if text.startswith(o, position)), None)
+        if closer is None:
+            return None  # the root element (or something the XML parser will refuse)
+        end = text.find(closer, position)
+        if end < 0:
+            if complete:
+                return None
+            limit = f"{_XML_PROLOG_BYTES:,}"
+            return f"has more than {limit} bytes of comments or instructions before its root"
+        position = end + len(closer)
+
+
+def _bounded_lines(
+    filename: str, blocks: Iterator[Paragraph | Table], limits: ExtractLimits
+) -> Iterator[str]:
+    """``_docx_lines``, stopping as soon as the text passes ``max_chars``."""
+    total = 0
+    for line in _docx_lines(blocks):
+        total += len(line) + 1
+        if total > limits.max_chars:
+            raise FileTooLarge(_too_much_text(filename, total, limits))
+        yield line
 
 
 def _docx_lines(blocks: Iterator[Paragraph | Table]) -> Iterator[str]:
@@ -647,10 +823,16 @@ def _docx_row_cells(cells: tuple[Any, ...]) -> Iterator[str]:
         previous = cell
 
 
-def _docx_heading(paragraphs: list[Paragraph]) -> str | None:
-    for paragraph in paragraphs:
-        style = paragraph.style.name if paragraph.style is not None else ""
-        if style and (style == "Title" or style.startswith("Heading")):
+def _docx_heading(document: Any) -> str | None:
+    """The first paragraph styled Title or Heading N.
+
+    Styles are looked up by id in one table: ``Paragraph.style`` resolves the default style
+    afresh for every unstyled paragraph, about a millisecond each.
+    """
+    names = {style.style_id: style.name or "" for style in document.styles}
+    for paragraph in document.paragraphs:
+        style = names.get(paragraph._p.style or "", "")
+        if style == "Title" or style.startswith("Heading"):
             title = _clean_title(paragraph.text)
             if title:
                 return title
@@ -690,6 +872,10 @@ def _extract_pdf(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
             return _read_pdf(filename, data, limits)
     except PoolError:
         raise
+    except LimitReachedError as exc:
+        # pypdf's own safety limits (a stream inflating past 75 MB, a cyclic page tree ...):
+        # their messages state the limit, never document text.
+        raise FileTooLarge(f"{filename}: the PDF exceeds a parser safety limit ({exc})") from exc
     except Exception as exc:  # pypdf raises far more than PyPdfError on malformed input
         # Only the type: pypdf messages can quote bytes of the document.
         raise CorruptFile(f"{filename}: cannot read the PDF ({type(exc).__name__})") from exc
@@ -698,13 +884,11 @@ def _extract_pdf(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
 def _read_pdf(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     reader = pypdf.PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
-        raise CorruptFile(
-            f"{filename}: the PDF is encrypted; remove the password and upload it again"
-        )
+        raise EncryptedFile(_encrypted_pdf_message(filename, reader))
     n_pages = len(reader.pages)
     if n_pages > limits.max_pages:
         raise FileTooLarge(
-            _over_limit(filename, f"{n_pages:,} pages", limits.max_pages, "max_pages")
+            _over_limit(filename, f"{n_pages:,} pages", limits.max_pages, "max_pdf_pages")
         )
     pages = list(_pdf_page_texts(filename, reader, limits))
     text, spans = _join_pages(pages)
@@ -718,14 +902,68 @@ def _read_pdf(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     )
 
 
+def _encrypted_pdf_message(filename: str, reader: pypdf.PdfReader) -> str:
+    """Encrypted PDFs are refused either way: the original is what the model is sent."""
+    try:
+        opens_without_password = bool(reader.decrypt(""))
+    except Exception:  # an unsupported cipher, or the cryptography package missing
+        opens_without_password = False
+    if opens_without_password:
+        return (
+            f"{filename}: the PDF is encrypted (it opens without a password but restricts "
+            "copying or printing); save an unencrypted copy and upload that"
+        )
+    return f"{filename}: the PDF is encrypted with a password; remove it and upload again"
+
+
 def _pdf_page_texts(filename: str, reader: pypdf.PdfReader, limits: ExtractLimits) -> Iterator[str]:
-    total = 0
+    """Each page's text, after checking the work it will take against the limits."""
+    chars = content = 0
     for page in reader.pages:
+        content += _page_content_bytes(page)
+        if content > limits.max_pdf_content_bytes:
+            measured = f"{content:,}+ bytes of page content"
+            limit = limits.max_pdf_content_bytes
+            raise FileTooLarge(_over_limit(filename, measured, limit, "max_pdf_content_bytes"))
         text = _normalise(page.extract_text()).strip()
-        total += len(text)
-        if total > limits.max_chars:
-            raise FileTooLarge(_too_much_text(filename, total, limits))
+        chars += len(text)
+        if chars > limits.max_chars:
+            raise FileTooLarge(_too_much_text(filename, chars, limits))
         yield text
+
+
+def _page_content_bytes(page: pypdf.PageObject) -> int:
+    """Decoded bytes of a page's content streams and of the forms its resources hold.
+
+    pypdf caches decoded streams, so a stream shared by many pages is decoded once but counted
+    on every page (as text extraction parses it on every page). Malformed entries count as
+    nothing here; extraction then copes with them as it can.
+    """
+    streams = list(_streams(page.get("/Contents")))
+    resources = _resolved(page.get("/Resources"))
+    xobjects = (
+        _resolved(resources.get("/XObject")) if isinstance(resources, DictionaryObject) else None
+    )
+    if isinstance(xobjects, DictionaryObject):
+        for ref in xobjects.values():
+            xobject = _resolved(ref)
+            if isinstance(xobject, StreamObject) and xobject.get("/Subtype") == "/Form":
+                streams.append(xobject)
+    return sum(len(stream.get_data()) for stream in streams)
+
+
+def _streams(contents: Any) -> Iterator[StreamObject]:
+    """The stream objects behind a page's ``/Contents`` (one stream, or an array of them)."""
+    contents = _resolved(contents)
+    items = contents if isinstance(contents, ArrayObject) else [contents]
+    for item in items:
+        stream = _resolved(item)
+        if isinstance(stream, StreamObject):
+            yield stream
+
+
+def _resolved(value: Any) -> Any:
+    return value.get_object() if isinstance(value, PdfObject) else value
 
 
 def _join_pages(pages: list[str], sep: str = "\n\n") -> tuple[str, tuple[tuple[int, int], ...]]:

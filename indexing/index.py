@@ -15,6 +15,14 @@ Scoring is term-at-a-time. Each postings list caches its saturated term-frequenc
 multiply-and-scatter per term. The top k are found exactly without sorting every candidate:
 the k-th best score among the rarest term's documents bounds the winners from below. All reads
 and writes take one lock, so a replacement (remove the old, add the new) is a single step.
+
+Filters. Groups and tags are *labels*: one boolean array over the slots per label, so a caller's
+groups or a tag is a mask at hand. Attributes are *columns*: per attribute name and kind of
+value (``indexing.filters``), the (slot, value) pairs of the documents that carry it, text as
+codes. A condition is one vectorised comparison over its column (equality, ``isin`` or a range),
+scattered into a mask. Columns, not a label per value, because attribute values can be as
+many as the documents (a creation time, a description): a label per value would cost a slot
+array per document. Both are combined into one mask of allowed slots *before* ranking.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ import itertools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from indexing.bm25 import VARIANTS, BM25Params, FloatArray, length_norm
+from indexing.filters import Between, Condition, Filters, Kind, Value, comparables
 from indexing.summary import TermVector, term_hash
 
 IntArray = npt.NDArray[np.int32]
@@ -54,6 +64,7 @@ class IndexEntry:
     token_estimate: int = 0
     tags: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
     vector: TermVector | None = None
 
     def terms(self) -> TermVector:
@@ -104,6 +115,48 @@ class _GrowableArray:
 
     def view(self) -> np.ndarray:
         return self.data[: self.n]
+
+
+class _Column:
+    """One attribute's values of one kind: (slot, key) pairs, in arrival order; a removed
+    document's pairs stay until the next compaction (masks are cut to living slots). Text is
+    stored as codes, so every column compares as numbers."""
+
+    __slots__ = ("codes", "keys", "slots")
+
+    def __init__(self, kind: Kind) -> None:
+        self.slots = _GrowableArray(np.int32)
+        self.keys = _GrowableArray(np.float64)
+        self.codes: dict[str, int] | None = {} if kind == "text" else None
+
+    def encode(self, value: Value) -> float | None:
+        """The stored key of ``value``; None for text no document in the column holds."""
+        if self.codes is None:
+            return float(value.key)
+        code = self.codes.get(str(value.key))
+        return None if code is None else float(code)
+
+    def extend(self, slots: Sequence[int], values: Sequence[Value]) -> None:
+        codes = self.codes
+        keys = (
+            [float(v.key) for v in values]
+            if codes is None
+            else [float(codes.setdefault(str(v.key), len(codes))) for v in values]
+        )
+        self.slots.extend(np.asarray(slots, np.int32))
+        self.keys.extend(np.asarray(keys, np.float64))
+
+    def select(self, condition: Condition, kind: Kind) -> BoolArray | None:
+        """Which pairs meet ``condition`` (None when none can: another kind, unknown text)."""
+        keys = self.keys.view()
+        if isinstance(condition, Between):
+            return condition.within(keys) if condition.kind == kind else None
+        wanted = [self.encode(v) for v in condition.values if v.kind == kind]
+        codes = [code for code in wanted if code is not None]
+        if not codes:
+            return None
+        selected: BoolArray = keys == codes[0] if len(codes) == 1 else np.isin(keys, codes)
+        return selected
 
 
 class _Postings:
@@ -168,6 +221,7 @@ class InvertedIndex:
         self._slot_of: dict[str, int] = {}
         self._file_of_document: dict[str, str] = {}
         self._labels: dict[tuple[str, str], _GrowableArray] = {}
+        self._columns: dict[str, dict[Kind, _Column]] = {}
         self._total_length = 0.0
         self._n_alive = 0
         self._norm_cache: F32Array | None = None
@@ -212,6 +266,8 @@ class InvertedIndex:
                 total += 0 if p.factor is None else p.factor.nbytes
             total += sum(t[0].nbytes + t[1].nbytes for t in self._doc_terms if t is not None)
             arrays = [self._df, self._lengths, self._alive, *self._labels.values()]
+            for columns in self._columns.values():
+                arrays += [a for column in columns.values() for a in (column.slots, column.keys)]
             return total + sum(a.data.nbytes for a in arrays)
 
     # ------------------------------------------------------------------------------- changes
@@ -277,8 +333,28 @@ class InvertedIndex:
             mask = np.zeros(n, np.bool_)
             mask[slots] = True
             self._labels[key] = _GrowableArray.wrap(mask)
+        self._load_columns(entries)
         self._total_length = float(lengths.sum())
         self._n_alive = n
+
+    def _load_columns(self, entries: list[IndexEntry]) -> None:
+        pairs: dict[tuple[str, Kind], tuple[list[int], list[Value]]] = {}
+        # Values repeat across documents (a department, a region): type each once.
+        seen: dict[tuple[type, object], list[Value]] = {}
+        for slot, entry in enumerate(entries):
+            for name, raw in entry.attributes.items():
+                scalar = isinstance(raw, str | int | float)
+                typed = seen.get((type(raw), raw)) if scalar else None
+                if typed is None:
+                    typed = comparables(raw)
+                    if scalar:
+                        seen[type(raw), raw] = typed
+                for value in typed:
+                    slots, values = pairs.setdefault((name, value.kind), ([], []))
+                    slots.append(slot)
+                    values.append(value)
+        for (name, kind), (slots, values) in pairs.items():
+            self._column(name, kind).extend(slots, values)
 
     def _load_postings(self, vectors: list[TermVector]) -> None:
         sizes = np.fromiter((len(v) for v in vectors), dtype=np.int64, count=len(vectors))
@@ -342,6 +418,9 @@ class InvertedIndex:
             arr.append(False)
         for key in _label_keys(entry):
             self._label_array(key).data[slot] = True
+        for name, raw in entry.attributes.items():
+            for value in comparables(raw):
+                self._column(name, value.kind).extend([slot], [value])
         self._df.data[ids] += 1
         postings = self._postings
         for tid, tf in zip(ids.tolist(), tfs.tolist(), strict=True):
@@ -436,25 +515,56 @@ class InvertedIndex:
         view: BoolArray = arr.view()
         return view
 
+    def _column(self, name: str, kind: Kind) -> _Column:
+        columns = self._columns.setdefault(name, {})
+        column = columns.get(kind)
+        if column is None:
+            column = columns[kind] = _Column(kind)
+        return column
+
+    def _condition_mask(self, name: str, condition: Condition) -> BoolArray:
+        """Living slots whose attribute ``name`` meets ``condition``: one comparison per kind
+        of value the attribute holds, over every document at once."""
+        mask = np.zeros(self._alive.n, np.bool_)
+        for kind, column in self._columns.get(name, {}).items():
+            selected = column.select(condition, kind)
+            if selected is not None:
+                mask[column.slots.view()[selected]] = True
+        mask &= self._alive.view()
+        return mask
+
     def allowed_mask(
-        self, *, groups: Iterable[str] | None = None, tags: Iterable[str] | None = None
+        self,
+        *,
+        groups: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        filters: Filters | None = None,
     ) -> BoolArray | None:
         """Slots a caller may see: documents without groups plus those sharing one of
-        ``groups`` (``None`` means no group restriction), carrying every tag in ``tags``."""
+        ``groups`` (``None`` means no group restriction), carrying every tag in ``tags`` and
+        meeting ``filters``; ``None`` when nothing restricts."""
         with self._lock:
-            return self._allowed_locked(groups, tags)
+            return self._allowed_locked(groups, tags, filters)
 
     def _allowed_locked(
-        self, groups: Iterable[str] | None, tags: Iterable[str] | None
+        self,
+        groups: Iterable[str] | None,
+        tags: Iterable[str] | None,
+        filters: Filters | None = None,
     ) -> BoolArray | None:
         mask: BoolArray | None = None
         if groups is not None:
             mask = self._label_mask("public", "").copy()
             for group in groups:
                 mask |= self._label_mask("group", group)
+        if filters:
+            tags = [*(tags or ()), *sorted(filters.tags)]
         for tag in tags or ():
             tag_mask = self._label_mask("tag", tag)
             mask = tag_mask.copy() if mask is None else mask & tag_mask
+        for name, condition in filters.attributes.items() if filters else ():
+            selected = self._condition_mask(name, condition)
+            mask = selected if mask is None else mask & selected
         return mask
 
     # --------------------------------------------------------------------------------- scoring
@@ -532,14 +642,15 @@ class InvertedIndex:
         allowed: BoolArray | None = None,
         groups: Iterable[str] | None = None,
         tags: Iterable[str] | None = None,
+        filters: Filters | None = None,
         token_budget: int | None = None,
         explain: bool = True,
     ) -> list[Hit]:
         """The best ``top_k`` documents matching at least one query term, best first.
 
-        Documents outside ``groups``/``tags`` (or the explicit ``allowed`` mask) are excluded
-        before ranking. With ``token_budget``, documents are taken in rank order while their
-        token estimates fit; one that does not fit is skipped for the next.
+        Documents outside ``groups``/``tags``/``filters`` (or the explicit ``allowed`` mask)
+        are excluded before ranking. With ``token_budget``, documents are taken in rank order
+        while their token estimates fit; one that does not fit is skipped for the next.
         """
         if top_k <= 0:
             return []
@@ -548,7 +659,7 @@ class InvertedIndex:
             if not len(query.ids):
                 return []
             scores, matched = self._accumulate(query)
-            mask = allowed if allowed is not None else self._allowed_locked(groups, tags)
+            mask = allowed if allowed is not None else self._allowed_locked(groups, tags, filters)
             if matched is None:
                 if mask is not None:
                     scores[~mask[: len(scores)]] = 0.0

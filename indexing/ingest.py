@@ -32,12 +32,14 @@ from typing import Any, Literal
 from indexing.errors import (
     DocumentNotFound,
     FileTooLarge,
+    InvalidInput,
     PoolError,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from indexing.extract import Extracted, extract, upload_payload
+from indexing.extract import Extracted, check_upload, extract, upload_payload
+from indexing.filenames import check_source, sanitise_filename
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
 from indexing.pool import Pool
@@ -64,7 +66,8 @@ def owner() -> str:
 
 @dataclass(frozen=True)
 class IngestRequest:
-    """One document to put in the pool. ``source`` is its identity (a path, or a name)."""
+    """One document to put in the pool. ``source`` is its identity (a path, or a name);
+    ``content_type`` is the type an upload declared for the file, if any."""
 
     source: str
     data: bytes
@@ -73,10 +76,12 @@ class IngestRequest:
     tags: Sequence[str] = ()
     groups: Sequence[str] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    content_type: str | None = None
 
     @property
     def name(self) -> str:
-        return self.filename or PurePath(self.source).name
+        """The filename to store, show and upload: sanitised, "" when nothing usable is left."""
+        return sanitise_filename(self.filename or PurePath(self.source).name)
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,12 @@ def _detached(exc: PoolError) -> PoolError:
 
 
 def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
+    check_source(request.source)
+    if not request.name:
+        raise InvalidInput(f"{request.source}: no usable filename (e.g. policy.pdf)")
+    # Before anything is looked up, so that the same bytes under a name or type they do not
+    # match are refused even when they are already in the pool.
+    check_upload(request.name, request.data, request.content_type, pool.config.limits)
     existing, twin = pool.store.find_source_or_twin(source=request.source, content_hash=digest)
     if existing is not None and existing.content_hash == digest:
         return _metadata_only(pool, existing, request, dry_run=dry_run)
@@ -174,7 +185,9 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
             title=twin.title,
             reason=f"same content as {twin.source}",
         )
-    extracted = extract(request.name, request.data, pool.config.limits)
+    extracted = extract(
+        request.name, request.data, pool.config.limits, declared_type=request.content_type
+    )
     if existing is not None:
         # A new version keeps who may see it and how it is tagged unless the request says
         # otherwise: a cron run without --group must not make a restricted document public.

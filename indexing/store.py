@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from indexing.errors import ConfigurationError, DocumentNotFound, InvalidInput
+from indexing.filters import Condition, attributes_match
 from indexing.index import IndexEntry
 from indexing.models import (
     Change,
@@ -291,26 +292,32 @@ class Store:
         tag: str | None = None,
         source_prefix: str | None = None,
         readable_by: Sequence[str] | None = None,
+        attributes: Mapping[str, Condition] | None = None,
     ) -> tuple[list[Document], str | None]:
         """A page of documents ordered by id, and the cursor of the next page (or None).
 
-        ``readable_by``: only documents open to everyone or to one of these groups."""
+        ``readable_by``: only documents open to everyone or to one of these groups.
+        ``attributes``: only documents meeting every condition (``indexing.filters``)."""
         query = select(Document).order_by(col(Document.id))
         if cursor:
             query = query.where(col(Document.id) > decode_cursor(cursor))
         if source_prefix:
             query = query.where(col(Document.source).startswith(source_prefix, autoescape=True))
         with self.session() as session:
-            if tag is None and readable_by is None:
+            if tag is None and readable_by is None and not attributes:
                 rows = list(session.exec(query.limit(limit + 1)))
             else:
-                # Tags and groups are JSON lists; filtering in Python keeps one query for SQLite
-                # and PostgreSQL. Read on until limit + 1 rows match, so a page is never cut
-                # short by documents that do not.
+                # Tags, groups and attributes are JSON; filtering in Python keeps one query for
+                # SQLite and PostgreSQL, and compares values as routing does. Read on until
+                # limit + 1 rows match, so a page is never cut short by documents that do not.
                 rows = []
                 with session.exec(query.execution_options(yield_per=500)) as stream:
                     for doc in stream:
-                        if (tag is None or tag in doc.tags) and readable(doc, readable_by):
+                        if (
+                            (tag is None or tag in doc.tags)
+                            and readable(doc, readable_by)
+                            and attributes_match(attributes or {}, doc.attributes or {})
+                        ):
                             rows.append(doc)
                             if len(rows) > limit:
                                 break
@@ -527,6 +534,7 @@ class Store:
             docs.c.token_estimate,
             docs.c.tags,
             docs.c.groups,
+            docs.c.attributes,
             sums.c.term_hashes,
             sums.c.term_counts,
         ).join_from(docs, sums, sums.c.file_id == docs.c.file_id)
@@ -536,7 +544,7 @@ class Store:
             rows = connection.execution_options(yield_per=5000).execute(query)
             row: Any
             for row in rows:
-                file_id, doc_id, title, length, tokens, tags, groups, hashes, counts = row
+                file_id, doc_id, title, length, tokens, tags, groups, attrs, hashes, counts = row
                 yield IndexEntry(
                     file_id=file_id,
                     document_id=doc_id,
@@ -545,6 +553,7 @@ class Store:
                     token_estimate=tokens,
                     tags=frozenset(tags),
                     groups=frozenset(groups),
+                    attributes=attrs or {},
                     vector=TermVector.from_bytes(hashes, counts),
                 )
 

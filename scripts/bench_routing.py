@@ -5,9 +5,11 @@ on SciFact at its natural size when ``../shared/data/scifact`` exists:
 
 * the median time to route one question: ``InvertedIndex.search(top_k=10)`` on analyzer terms
   (as ``service.router.route`` calls it, with explanations), the same without explanations,
-  and ``route()`` itself (analyzer included); ``rank_bm25.BM25Okapi.get_scores`` plus top-k by
-  ``argpartition``; ``bm25s`` ``retrieve(k=10)`` one question at a time. Every engine gets the
-  same terms, already tokenised, so no tokeniser is timed except in the ``route()`` column;
+  the same with one attribute filter (``department`` equals one of its 8 values, so an eighth of
+  the pool is allowed), and ``route()`` itself (analyzer included);
+  ``rank_bm25.BM25Okapi.get_scores`` plus top-k by ``argpartition``; ``bm25s``
+  ``retrieve(k=10)`` one question at a time. Every engine gets the same terms, already
+  tokenised, so no tokeniser is timed except in the ``route()`` column;
 * the median time to add and to delete one document on the live index of a pool that already
   holds N documents, and the same through the store (commit, then ``Pool.refresh``);
 * the time to load the pool from a real SQLite store (``Pool.load_index``), the index's own
@@ -42,6 +44,7 @@ from sqlalchemy import insert
 from indexing.analyzer import Analyzer
 from indexing.bm25 import BM25Params
 from indexing.files import LocalFilesBackend
+from indexing.filters import Filters, any_of
 from indexing.index import IndexEntry
 from indexing.ingest import indexable_text
 from indexing.models import Document, Summary
@@ -55,6 +58,9 @@ K1, B = 1.2, 0.75  # the pool's defaults; all three engines use them
 CHANGES = 50  # add and delete operations timed per size (each way, index-only and via store)
 #: rank_bm25 scores every document in Python, so it is timed on max(5, this / N) questions.
 RANK_BM25_WORK = 500_000
+#: Every document's ``department`` attribute is one of these; the filtered timing allows one.
+DEPARTMENTS = ("finance", "hr", "it", "legal", "operations", "sales", "security", "travel")
+ONE_DEPARTMENT = Filters(attributes={"department": any_of(["legal"])})
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 
 # The synthetic corpus.
@@ -246,7 +252,7 @@ def write_store(store: Store, corpus: Corpus, n: int, batch: int = 2_000) -> Non
                         "title": corpus.title(i)[:500],
                         "tags": [],
                         "groups": [],
-                        "attributes": {},
+                        "attributes": {"department": DEPARTMENTS[i % len(DEPARTMENTS)]},
                         "filename": f"{i}.txt",
                         "format": "txt",
                         "mime_type": "text/plain",
@@ -348,6 +354,7 @@ class Row:
     ours_ms: float = math.nan
     ours_no_explain_ms: float = math.nan
     ours_cold_ms: float = math.nan
+    filtered_ms: float = math.nan
     route_ms: float = math.nan
     rank_bm25_ms: float = math.nan
     bm25s_ms: float = math.nan
@@ -366,6 +373,7 @@ class Row:
         out |= {
             "docs": self.docs,
             "ours_ms": round(self.ours_ms, 4),
+            "ours_filtered_ms": round(self.filtered_ms, 4),
             "rank_bm25_ms": round(self.rank_bm25_ms, 3),
             "bm25s_ms": round(self.bm25s_ms, 4),
             "add_ms": round(self.add_ms, 4),
@@ -457,7 +465,7 @@ def _time_queries(
 ) -> None:
     index = pool.index
     samples: dict[str, list[float]] = {
-        k: [] for k in ("cold", "ours", "bare", "route", "rank", "bm25s")
+        k: [] for k in ("cold", "ours", "bare", "filtered", "route", "rank", "bm25s")
     }
     probe = IndexEntry(
         file_id="bench-probe", document_id="bench-probe", title="", term_freqs={"probe": 1}
@@ -465,6 +473,7 @@ def _time_queries(
     agreement = []
     for q in questions[:3]:  # warm caches (norms, imports) before timing anything
         index.search(q.terms, top_k=TOP_K)
+        index.search(q.terms, top_k=TOP_K, filters=ONE_DEPARTMENT)
         route(pool, q.text, top_k=TOP_K)
     gc.collect()
     gc.disable()  # collector pauses are noise here, as in timeit
@@ -481,6 +490,9 @@ def _time_queries(
             samples["bare"].append(
                 common.timed(index.search, q.terms, top_k=TOP_K, explain=False)[1]
             )
+            samples["filtered"].append(
+                common.timed(index.search, q.terms, top_k=TOP_K, filters=ONE_DEPARTMENT)[1]
+            )
             samples["route"].append(common.timed(route, pool, q.text, top_k=TOP_K)[1])
             theirs, ms = common.timed(bm25s_top, bm25s_retriever, ids)
             samples["bm25s"].append(ms)
@@ -494,6 +506,7 @@ def _time_queries(
     row.ours_ms = common.median(samples["ours"])
     row.ours_cold_ms = common.median(samples["cold"])
     row.ours_no_explain_ms = common.median(samples["bare"])
+    row.filtered_ms = common.median(samples["filtered"])
     row.route_ms = common.median(samples["route"])
     row.bm25s_ms = common.median(samples["bm25s"])
     row.rank_bm25_ms = common.median(samples["rank"])
@@ -551,6 +564,7 @@ def print_report(rows: list[Row], target_size: int) -> None:
                 "ours",
                 "ours no-explain",
                 "ours cold",
+                "ours filtered",
                 "route()",
                 "rank_bm25 (n)",
                 "bm25s",
@@ -567,6 +581,7 @@ def print_report(rows: list[Row], target_size: int) -> None:
                     r.ours_ms,
                     r.ours_no_explain_ms,
                     r.ours_cold_ms,
+                    r.filtered_ms,
                     r.route_ms,
                     f"{common.cell(r.rank_bm25_ms)} ({r.rank_bm25_questions})",
                     r.bm25s_ms,
@@ -617,7 +632,8 @@ def print_report(rows: list[Row], target_size: int) -> None:
     print(
         "Notes: 'ours' is InvertedIndex.search(top_k=10) with per-term explanations, as route() "
         "calls it, on terms already asked since the last document change; 'ours cold' is the "
-        "first question after a change (it recomputes the tf factors of its terms); 'route()' "
+        "first question after a change (it recomputes the tf factors of its terms); 'ours "
+        "filtered' adds one attribute filter (department = one of 8 values); 'route()' "
         "adds the analyzer. rank_bm25 is timed on max(5, "
         f"{RANK_BM25_WORK:,}/N) questions (n above): it scores every document in Python. "
         "'add'/'delete' act on the live index; 'via store' is commit_version/delete_document "

@@ -3,7 +3,9 @@
 ``create_app`` takes the settings and, optionally, an already-open pool (``kpool serve`` opens it
 first so a bad configuration is reported before the server starts). A background thread applies
 document changes made by other processes (a cron bulk ingest, another replica) every
-``refresh_seconds`` and forgets conversations idle for ``conversation_days``.
+``refresh_seconds`` and forgets conversations idle for ``conversation_days`` and audit entries
+older than ``audit_days``. One ``Limiter`` per app holds every caller's rate limit and token
+budget (tests may pass their own, with a clock of their own).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from fastapi import FastAPI
 from indexing.models import utcnow
 from indexing.pool import Pool
 from service import cors, errors
+from service.accounting import Accounting
 from service.ask import Answerer, make_answerer
+from service.audit import AuditLog
 from service.conversations import Conversations
 from service.keys import Keys
+from service.limits import Limiter
 from service.pool import open_pool
-from service.routes import ask, conversations, documents, health, route, web
+from service.routes import ask, audit, conversations, documents, health, route, web
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,11 @@ PRUNE_EVERY_SECONDS = 3600.0
 
 
 def create_app(
-    settings: Settings, *, pool: Pool | None = None, answerer: Answerer | None = None
+    settings: Settings,
+    *,
+    pool: Pool | None = None,
+    answerer: Answerer | None = None,
+    limiter: Limiter | None = None,
 ) -> FastAPI:
     """Build the app; it opens (and closes) its own pool unless one is given, and answers
     with Claude or extractively as the settings say unless an answerer is given."""
@@ -44,6 +53,11 @@ def create_app(
         app.state.pool = open_pool(settings) if pool is None else pool
         app.state.conversations = Conversations(app.state.pool.store)
         app.state.keys = Keys(app.state.pool.store)
+        app.state.accounting = Accounting(
+            app.state.limiter,
+            AuditLog(app.state.pool.store),
+            keep_questions=settings.audit_questions,
+        )
         stop = threading.Event()
         refresher = threading.Thread(
             target=_maintain,
@@ -59,6 +73,8 @@ def create_app(
             refresher.join(timeout=10)
             if owned:
                 app.state.pool.close()
+            if answerer is None:
+                _close_client(app.state.answerer)
 
     app = FastAPI(
         title="Knowledge Pool",
@@ -68,6 +84,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.answerer = answerer or make_answerer(settings)
+    app.state.limiter = limiter or Limiter.from_settings(settings)
     warning = settings.deprecated_model_warning()
     if warning and app.state.answerer.mode == "claude":
         log.warning(warning)
@@ -78,13 +95,22 @@ def create_app(
     app.include_router(documents.router)
     app.include_router(ask.router)
     app.include_router(conversations.router)
+    app.include_router(audit.router)
     app.include_router(web.router)
     return app
 
 
+def _close_client(answerer: Answerer) -> None:
+    """Close the Anthropic client of an answerer the app made. Its pooled connections would
+    otherwise be left to the garbage collector, which closes them with a ResourceWarning."""
+    client = getattr(answerer, "client", None)
+    if client is not None:
+        client.close()
+
+
 def _maintain(pool: Pool, settings: Settings, stop: threading.Event) -> None:
     """Apply other processes' document changes every ``refresh_seconds``, and forget idle
-    conversations once an hour (the first time at start-up)."""
+    conversations and old audit entries once an hour (the first time at start-up)."""
     conversations = Conversations(pool.store)
     next_prune = time.monotonic()
     while True:
@@ -94,6 +120,9 @@ def _maintain(pool: Pool, settings: Settings, stop: threading.Event) -> None:
                 cutoff = utcnow() - timedelta(days=settings.conversation_days)
                 if forgotten := conversations.prune(idle_since=cutoff):
                     log.info("forgot %d conversations idle since %s", forgotten, cutoff)
+                audit_cutoff = utcnow() - timedelta(days=settings.audit_days)
+                if pruned := AuditLog(pool.store).prune(before=audit_cutoff):
+                    log.info("pruned %d audit entries older than %s", pruned, audit_cutoff)
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         except Exception:  # a database blip must not kill the loop; try again next tick
             log.exception("could not refresh the index or prune conversations")

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from indexing.errors import DocumentNotFound
+from indexing.filters import Filters
 from indexing.models import Document
 from indexing.pool import Pool
 from indexing.store import readable
@@ -182,9 +183,11 @@ def prepare(
     conversation_id: str | None = None,
     top_k: int | None = None,
     tags: Sequence[str] | None = None,
+    filters: Filters | None = None,
 ) -> Question:
     """Route ``text`` (a follow-up with its conversation's earlier questions in view) and put
-    together what the answerer sends."""
+    together what the answerer sends. ``filters`` narrow the routing of this question only,
+    within what the caller's groups allow."""
     turns: list[ConversationTurn] = []
     if conversation_id is not None:
         turns = conversations.turns(
@@ -197,6 +200,7 @@ def prepare(
         top_k=top_k or settings.top_k,
         token_budget=settings.token_budget,
         tags=tags,
+        filters=filters,
         groups=caller.groups,
         explain=False,
     )
@@ -244,6 +248,7 @@ def start_answer(
     conversation_id: str | None = None,
     top_k: int | None = None,
     tags: Sequence[str] | None = None,
+    filters: Filters | None = None,
 ) -> Answering:
     """Route the question and start answering it. Errors that can be known before the answer
     starts (an unknown conversation, an unreachable or refusing API) are raised here."""
@@ -256,6 +261,7 @@ def start_answer(
         conversation_id=conversation_id,
         top_k=top_k,
         tags=tags,
+        filters=filters,
     )
     if question.carries_documents and (question.routed or answerer.mode == "claude"):
         reply = answerer.open(pool, question)
@@ -288,6 +294,7 @@ def ask(
     conversation_id: str | None = None,
     top_k: int | None = None,
     tags: Sequence[str] | None = None,
+    filters: Filters | None = None,
 ) -> Answer:
     """Answer ``text`` from the documents the caller may see, or say none covers it."""
     answering = start_answer(
@@ -300,5 +307,6 @@ def ask(
         conversation_id=conversation_id,
         top_k=top_k,
         tags=tags,
+        filters=filters,
     )
     return collect(answering)

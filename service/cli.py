@@ -6,22 +6,26 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 
 from indexing.bulk import BulkReport, bulk_ingest
 from indexing.errors import ConfigurationError, PoolError
+from indexing.filters import Condition, Filters
 from indexing.ingest import Outcome, delete_document, reindex
 from indexing.models import Document
 from indexing.pool import Pool
 from indexing.reconcile import reconcile as reconcile_pool
+from service.filters import parse_assignments, parse_expressions
 from service.pool import make_backend, open_pool
 from service.router import route as route_question
 from service.settings import Settings, load_settings
+
+_T = TypeVar("_T")
 
 
 class _Group(click.Group):
@@ -64,6 +68,27 @@ def _pool(*, load_index: bool = False, check_params: bool = True) -> Iterator[Po
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def _parsed(parse: Callable[[Sequence[str]], _T], given: Sequence[str]) -> _T:
+    """A repeatable option's values through ``parse``; a bad one is a usage error."""
+    try:
+        return parse(given)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+#: ``--attribute`` where documents are routed or listed: conditions they must meet.
+_attribute_filter = click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="CONDITION",
+    callback=lambda _ctx, _param, given: _parsed(parse_expressions, given),
+    help="Only documents whose attribute matches: NAME=VALUE (repeat NAME for any of several "
+    "values), or NAME>=VALUE, NAME>VALUE, NAME<=VALUE, NAME<VALUE over numbers and ISO dates "
+    "(repeatable).",
+)
 
 
 # ------------------------------------------------------------------------------------- serve
@@ -123,11 +148,23 @@ def is_loopback(host: str) -> bool:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--manifest", type=click.Path(path_type=Path), help="CSV or JSONL: path, title, tags, groups."
+    "--manifest",
+    type=click.Path(path_type=Path),
+    help="CSV or JSONL: path, title, tags, groups, attributes.",
 )
 @click.option("--tag", "tags", multiple=True, help="Tag every document (repeatable).")
 @click.option(
     "--group", "groups", multiple=True, help="Restrict every document to a group (repeatable)."
+)
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=lambda _ctx, _param, given: _parsed(parse_assignments, given),
+    help="Set an attribute on every document (repeatable; a name given twice gets a list). "
+    'VALUE is JSON when it parses (2024, true, "2024"), text otherwise; a manifest row\'s '
+    "own value for NAME wins.",
 )
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Parallel uploads.")
 @click.option("--prune", is_flag=True, help="Delete documents under PATHS that are gone from disk.")
@@ -138,6 +175,7 @@ def ingest(
     manifest: Path | None,
     tags: tuple[str, ...],
     groups: tuple[str, ...],
+    attributes: dict[str, Any],
     concurrency: int | None,
     prune: bool,
     dry_run: bool,
@@ -156,6 +194,7 @@ def ingest(
             manifest=manifest,
             tags=tags,
             groups=groups,
+            attributes=attributes,
             concurrency=concurrency or settings.ingest_concurrency,
             prune=prune,
             dry_run=dry_run,
@@ -216,8 +255,15 @@ def _print_report(report: BulkReport) -> None:
 @click.argument("question")
 @click.option("--top-k", type=click.IntRange(1, 100), default=None, help="How many documents.")
 @click.option("--tag", "tags", multiple=True, help="Only documents with this tag (repeatable).")
+@_attribute_filter
 @click.option("--json", "as_json", is_flag=True, help="Print the route as JSON.")
-def route(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool) -> None:
+def route(
+    question: str,
+    top_k: int | None,
+    tags: tuple[str, ...],
+    attributes: dict[str, Condition],
+    as_json: bool,
+) -> None:
     """Show which documents a question is routed to, with scores and matched terms.
 
     Example: kpool route "how many days of annual leave do I get?" --top-k 3
@@ -230,6 +276,7 @@ def route(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool
             top_k=top_k or settings.top_k,
             token_budget=settings.token_budget,
             tags=list(tags) or None,
+            filters=Filters(attributes=attributes),
         )
     if as_json:
         _print_json(result.as_dict())
@@ -250,6 +297,7 @@ def route(question: str, top_k: int | None, tags: tuple[str, ...], as_json: bool
 @click.argument("question")
 @click.option("--top-k", type=click.IntRange(1, 20), default=None, help="How many documents.")
 @click.option("--tag", "tags", multiple=True, help="Only documents with this tag (repeatable).")
+@_attribute_filter
 @click.option(
     "--conversation",
     "conversation_id",
@@ -261,6 +309,7 @@ def ask_command(
     question: str,
     top_k: int | None,
     tags: tuple[str, ...],
+    attributes: dict[str, Condition],
     conversation_id: str | None,
     as_json: bool,
 ) -> None:
@@ -282,6 +331,7 @@ def ask_command(
             conversation_id=conversation_id,
             top_k=top_k,
             tags=list(tags) or None,
+            filters=Filters(attributes=attributes),
         )
     if as_json:
         _print_json(answer.as_dict())
@@ -319,14 +369,23 @@ def _doc_dict(doc: Document) -> dict[str, Any]:
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Page size.")
 @click.option("--cursor", default=None, help="Cursor from the previous page.")
 @click.option("--tag", default=None, help="Only documents with this tag.")
+@_attribute_filter
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON page {data, next_cursor}.")
-def docs_list(limit: int, cursor: str | None, tag: str | None, as_json: bool) -> None:
+def docs_list(
+    limit: int,
+    cursor: str | None,
+    tag: str | None,
+    attributes: dict[str, Condition],
+    as_json: bool,
+) -> None:
     """List documents, a page at a time.
 
     Example: kpool docs list --tag hr
     """
     with _pool() as pool:
-        rows, next_cursor = pool.store.list_documents(limit=limit, cursor=cursor, tag=tag)
+        rows, next_cursor = pool.store.list_documents(
+            limit=limit, cursor=cursor, tag=tag, attributes=attributes
+        )
     if as_json:
         _print_json({"data": [_doc_dict(d) for d in rows], "next_cursor": next_cursor})
         return
@@ -547,3 +606,32 @@ def keys_revoke(key_id: str, as_json: bool) -> None:
 def _split(values: tuple[str, ...]) -> list[str]:
     """Repeatable options that also take comma-separated lists."""
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+# ------------------------------------------------------------------------------------- audit
+
+
+@main.command("audit")
+@click.option(
+    "--since", default=None, metavar="ISO", help="Only entries from then on (UTC unless stated)."
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, help="Most entries shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as a JSON list.")
+def audit_command(since: str | None, limit: int, as_json: bool) -> None:
+    """List the questions asked over HTTP, newest first: who, files sent, tokens, outcome.
+
+    Example: kpool audit --since 2026-11-01 --limit 20
+    """
+    from service.audit import AuditLog, parse_since
+
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    with _pool() as pool:
+        entries = AuditLog(pool.store).entries(since=start, limit=limit)
+    if as_json:
+        _print_json([entry.public() for entry in entries])
+        return
+    for entry in entries:
+        click.echo(entry.summary())

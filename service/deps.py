@@ -6,7 +6,8 @@ query), so it runs in the thread pool.
 
 ``AskerDep``, ``ReaderDep`` and ``AdminDep`` authenticate the request and check the key's role:
 widget keys only ask; user keys also route and read the document list; admin keys do
-everything.
+everything. Each then counts the request against the caller's rate limit (``service.limits``),
+so health checks and pages, which use none of them, are never limited.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from starlette.concurrency import run_in_threadpool
 
 from indexing.errors import Forbidden
 from indexing.pool import Pool
+from service.accounting import Accounting
 from service.ask import Answerer
 from service.auth import GROUPS_HEADER, USER_HEADER, Caller, authenticate, presented_secret
 from service.conversations import Conversations
 from service.keys import Keys, Role
+from service.limits import Limiter, identity
 from service.settings import Settings
 
 
@@ -43,6 +46,20 @@ async def get_answerer(request: Request) -> Answerer:
 async def get_conversations(request: Request) -> Conversations:
     conversations: Conversations = request.app.state.conversations
     return conversations
+
+
+async def get_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
+    return limiter
+
+
+async def get_accounting(request: Request) -> Accounting:
+    accounting: Accounting = request.app.state.accounting
+    return accounting
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 async def get_keys(request: Request) -> Keys:
@@ -72,9 +89,14 @@ async def get_caller(
 def _allowing(*roles: Role) -> object:
     names = " or ".join(roles)
 
-    async def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    async def check(
+        request: Request,
+        caller: Annotated[Caller, Depends(get_caller)],
+        limiter: Annotated[Limiter, Depends(get_limiter)],
+    ) -> Caller:
         if not caller.allowed(roles):
             raise Forbidden(f"this needs an {names} key; this key's role is {caller.role}")
+        limiter.admit(identity(caller, client_address(request)))
         return caller
 
     return Depends(check)
@@ -85,6 +107,7 @@ PoolDep = Annotated[Pool, Depends(get_pool)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]
 ConversationsDep = Annotated[Conversations, Depends(get_conversations)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
+AccountingDep = Annotated[Accounting, Depends(get_accounting)]
 #: Any key: asking, one's own conversations, how the server answers.
 AskerDep = Annotated[Caller, _allowing("admin", "user", "widget")]
 #: User and admin keys: routing and reading the document list.

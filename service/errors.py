@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import math
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexing import errors
@@ -46,6 +48,42 @@ def status_for(exc: errors.PoolError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "Malformed request (the body is not what the endpoint reads).",
+    401: "No API key, or an unknown or revoked one, while the service has keys.",
+    403: "The key's role or origin does not allow this request.",
+    404: "No such resource (or none the caller may see).",
+    413: "Too large; the message names the limit.",
+    415: "Not a supported format, or not the format declared.",
+    422: "A field is invalid; the message names it.",
+    429: "Too many requests or upstream tokens for now; see Retry-After.",
+    502: "Anthropic refused the request or the server's credentials.",
+    503: "Anthropic is overloaded or unreachable; see Retry-After.",
+    504: "Anthropic did not answer in time.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses with the error body."""
+    return {code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes}
+
+
+#: What any authenticated API endpoint may answer besides its own result.
+API_ERRORS = error_responses(400, 401, 403, 422, 429)
 
 
 def error_body(kind: str, message: str, **extra: object) -> dict[str, object]:

@@ -1,8 +1,9 @@
 """Routing: which documents a question should be answered from.
 
-BM25 over the live index picks the top-k documents the caller may see (groups and tags filter
-*before* ranking), within a token budget; a question that matches no term of any document routes
-to nothing, never to arbitrary zero-score documents.
+BM25 over the live index picks the top-k documents the caller may see (groups, tags and
+attribute filters apply *before* ranking, so the k are the best of the allowed documents),
+within a token budget; a question that matches no term of any document routes to nothing,
+never to arbitrary zero-score documents.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from indexing.filters import Filters
 from indexing.pool import Pool
 
 
@@ -71,13 +73,15 @@ def route(
     token_budget: int | None = None,
     groups: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
+    filters: Filters | None = None,
     explain: bool = True,
 ) -> Route:
     """The documents to answer ``question`` from, best first.
 
     ``earlier``: the conversation's earlier questions, for a follow-up. ``groups``: the caller's
     groups (``None``: no restriction; documents without groups are visible to everyone).
-    ``tags``: documents must carry all of them.
+    ``tags``: documents must carry all of them. ``filters``: the request's tags and attribute
+    conditions (``indexing.filters``), on top of the caller's groups, never instead of them.
     """
     terms = query_terms(pool, question, earlier)
     hits = pool.index.search(
@@ -85,6 +89,7 @@ def route(
         top_k=top_k,
         groups=groups,
         tags=tags,
+        filters=filters,
         token_budget=token_budget,
         explain=explain,
     )

@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     conversation_days: float = Field(
         default=30, gt=0, description="Days after its last question that a conversation is kept."
     )
+    rate_limit_per_minute: float = Field(
+        default=0, ge=0, description="Requests a minute each caller may make, sustained (0: off)."
+    )
+    rate_limit_burst: int = Field(
+        default=10, ge=1, description="Requests a caller may make at once before the rate applies."
+    )
+    tokens_per_hour: int = Field(
+        default=0,
+        ge=0,
+        description="Anthropic tokens a caller may use an hour, cache reads aside (0: off).",
+    )
+    audit_questions: bool = Field(
+        default=False, description="Keep each question's text in the audit log."
+    )
+    audit_days: float = Field(default=90, gt=0, description="Days an audit entry is kept.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import docx
 from fpdf import FPDF
+from pypdf import PdfWriter
+from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 FIXED_DATE = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -91,4 +93,44 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, content in members.items():
             archive.writestr(name, content)
+    return out.getvalue()
+
+
+def make_docx_edited(edit: Callable[[str], str], blocks: Sequence[DocxBlock] = ("Body.",)) -> bytes:
+    """A DOCX of ``blocks`` whose ``word/document.xml`` is passed through ``edit`` (to plant a
+    DTD, say), every other member kept as python-docx wrote it."""
+    original = zipfile.ZipFile(io.BytesIO(make_docx(blocks)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member in original.infolist():
+            content = original.read(member.filename)
+            if member.filename == "word/document.xml":
+                content = edit(content.decode("utf-8")).encode("utf-8")
+            archive.writestr(member.filename, content)
+    return out.getvalue()
+
+
+def make_pdf_drawing(content: bytes, *, pages: int = 1) -> bytes:
+    """A PDF whose ``pages`` pages all draw one shared, compressed content stream ``content``
+    (raw PDF operators, Helvetica available as ``/F1``)."""
+    writer = PdfWriter()
+    font = writer._add_object(
+        DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+    )
+    stream = DecodedStreamObject()
+    stream.set_data(content)
+    shared = writer._add_object(stream.flate_encode())
+    resources = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    for _ in range(pages):
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Contents")] = shared
+        page[NameObject("/Resources")] = resources
+    out = io.BytesIO()
+    writer.write(out)
     return out.getvalue()

@@ -29,12 +29,23 @@ from starlette.concurrency import run_in_threadpool
 from indexing.errors import PoolError
 from service.answer import CitationFound, Finished, TextDelta, collect
 from service.ask import Answering, start_answer
-from service.deps import AnswererDep, AskerDep, ConversationsDep, PoolDep, SettingsDep
-from service.errors import error_body
+from service.deps import (
+    AccountingDep,
+    AnswererDep,
+    AskerDep,
+    ConversationsDep,
+    PoolDep,
+    SettingsDep,
+    client_address,
+)
+from service.errors import API_ERRORS, error_body, error_responses
+from service.filters import RequestFilters, request_filters
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["answers"])
+router = APIRouter(
+    tags=["answers"], responses={**API_ERRORS, **error_responses(404, 502, 503, 504)}
+)
 
 EVENT_STREAM = "text/event-stream"
 
@@ -43,6 +54,7 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     top_k: int | None = Field(default=None, ge=1, le=20)
     tags: list[str] | None = Field(default=None, max_length=20)
+    filters: RequestFilters | None = None
     conversation_id: str | None = Field(
         default=None,
         max_length=40,
@@ -91,7 +103,8 @@ class AskResponse(BaseModel):
 
 _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+        # Each event's data is one JSON object (documents, text, citation, done or error).
+        "content": {EVENT_STREAM: {"schema": {"type": "object"}}},
         "description": "The answer as JSON, or as server-sent events when streaming was asked for.",
     }
 }
@@ -106,21 +119,34 @@ async def post_ask(
     answerer: AnswererDep,
     conversations: ConversationsDep,
     caller: AskerDep,
+    accounting: AccountingDep,
 ) -> Any:
     """Answer a question from the documents, citing the passages it rests on."""
+    streamed = body.stream or EVENT_STREAM in request.headers.get("accept", "")
+    tally = accounting.tally(
+        caller,
+        address=client_address(request),
+        answerer=answerer,
+        text=body.question,
+        conversation_id=body.conversation_id,
+        streamed=streamed,
+    )
     answering = await run_in_threadpool(
+        tally.run,
         start_answer,
         pool,
         settings,
-        answerer,
+        tally.answerer,
         conversations,
         body.question,
         caller=caller,
         conversation_id=body.conversation_id,
         top_k=body.top_k,
         tags=body.tags,
+        filters=request_filters(body.filters),
     )
-    if body.stream or EVENT_STREAM in request.headers.get("accept", ""):
+    answering = tally.follow(answering)
+    if streamed:
         return StreamingResponse(
             server_sent_events(answering),
             media_type=EVENT_STREAM,

@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 from service.ask import visible_turns
 from service.deps import AskerDep, ConversationsDep, PoolDep
+from service.errors import API_ERRORS, error_responses
 from service.routes.ask import AnswerDocumentOut, CitationOut, UsageOut
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], responses={**API_ERRORS, **error_responses(404)})
 
 
 class TurnOut(BaseModel):

@@ -6,7 +6,9 @@ reading the list or one document a user key too, which sees only the documents i
 read (anything else is "not found", exactly as an id that does not exist).
 
 An upload is read as a stream and refused (413) as soon as its file part passes
-``max_file_bytes``, so an oversized body is never held in memory or on disk.
+``max_file_bytes``, so an oversized body is never held in memory or on disk. The file part's
+filename is sanitised (``indexing.filenames``) and its Content-Type checked against the bytes
+by ingest (``indexing.formats``); nothing is ever written to disk under the given name.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import json
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -26,14 +27,18 @@ from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from indexing.errors import DocumentNotFound, FileTooLarge, InvalidInput, PoolError
+from indexing.filenames import check_source, sanitise_filename
+from indexing.filters import Condition
 from indexing.ingest import IngestRequest, Outcome, delete_document, ingest
 from indexing.models import Document, DocumentPublic, DocumentsPage
 from indexing.pool import Pool
 from indexing.store import readable
 from service.auth import Caller
 from service.deps import AdminDep, PoolDep, ReaderDep, SettingsDep
+from service.errors import API_ERRORS, error_responses
+from service.filters import attribute_query
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses={**API_ERRORS, **error_responses(404)})
 
 #: Form fields an upload may carry besides ``file``; tags and groups may repeat.
 FORM_FIELDS = ("title", "tags", "groups", "attributes", "source")
@@ -46,7 +51,6 @@ MAX_LABELS = 100
 MAX_LABEL_CHARS = 100
 MAX_TITLE_CHARS = 500
 MAX_SOURCE_CHARS = 2000
-MAX_FILENAME_CHARS = 200
 
 Label = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)
@@ -122,10 +126,19 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No document
     openapi_extra=_UPLOAD_BODY,
     responses={
         200: {"model": DocumentIngested, "description": "A new version, or nothing changed."},
-        400: {"description": "Malformed form: no file part, unknown field, bad attributes."},
-        413: {"description": "The file is larger than max_file_bytes."},
-        415: {"description": "Not a supported format."},
-        422: {"description": "Corrupt or empty file."},
+        400: {
+            "description": "Malformed form: no file part, unknown field, bad attributes, "
+            "no usable filename, a source with control characters."
+        },
+        413: {
+            "description": "The file is larger than max_file_bytes, or passes another limit "
+            "(pages, archive, parser); the message names it."
+        },
+        415: {
+            "description": "Not a supported format, or the content is not what the extension "
+            "or the part's Content-Type declares (content_mismatch)."
+        },
+        422: {"description": "Corrupt, encrypted or empty file."},
     },
 )
 async def upload_document(
@@ -151,13 +164,18 @@ async def upload_document(
 def list_documents(
     pool: PoolDep,
     caller: ReaderDep,
+    attributes: Annotated[dict[str, Condition], Depends(attribute_query)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     tag: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
 ) -> DocumentsPage:
-    """List documents by id, a page at a time, optionally only those with a tag."""
+    """List documents by id, a page at a time, optionally only those with a tag or attributes."""
     rows, next_cursor = pool.store.list_documents(
-        limit=limit, cursor=cursor, tag=tag, readable_by=listable_by(caller)
+        limit=limit,
+        cursor=cursor,
+        tag=tag,
+        readable_by=listable_by(caller),
+        attributes=attributes,
     )
     return DocumentsPage(data=[_public(doc) for doc in rows], next_cursor=next_cursor)
 
@@ -236,6 +254,8 @@ class Upload:
     filename: str = ""
     data: bytes = b""
     fields: dict[str, list[str]] = field(default_factory=dict)
+    #: The file part's own Content-Type header ("" when it has none).
+    content_type: str = ""
 
     def ingest_request(self) -> IngestRequest:
         """The upload as ``ingest`` takes it; a malformed field raises ``InvalidInput``."""
@@ -248,6 +268,7 @@ class Upload:
             tags=self._labels("tags"),
             groups=self._labels("groups"),
             attributes=self._attributes(),
+            content_type=self.content_type or None,
         )
 
     def _single(self, name: str) -> str:
@@ -255,9 +276,10 @@ class Upload:
         return values[0].strip() if values else ""
 
     def _source(self) -> str:
-        source = self._single("source") or f"upload:{self.filename}"
-        if any(unicodedata.category(ch) == "Cc" for ch in source):
-            raise InvalidInput("form field 'source' contains control characters")
+        # NFC: the same name typed on macOS (decomposed) and elsewhere is one identity.
+        given = unicodedata.normalize("NFC", self._single("source"))
+        source = given or f"upload:{self.filename}"
+        check_source(source)
         return _bounded("source", source, MAX_SOURCE_CHARS)
 
     def _labels(self, name: str) -> list[str]:
@@ -292,20 +314,6 @@ def _bounded(name: str, value: str, limit: int) -> str:
     return value
 
 
-def sanitise_filename(raw: str) -> str:
-    """The last path component of ``raw`` without control or format characters, shortened to
-    ``MAX_FILENAME_CHARS`` with its extension kept; "" when nothing is left."""
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = unicodedata.normalize("NFC", name)
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    if not name.strip("."):
-        return ""
-    suffix = PurePath(name).suffix[:20]
-    if len(name) > MAX_FILENAME_CHARS:
-        name = name[: MAX_FILENAME_CHARS - len(suffix)].rstrip() + suffix
-    return name
-
-
 async def read_upload(request: Request, *, max_file_bytes: int) -> Upload:
     """Parse a ``multipart/form-data`` upload from the request stream, refusing it as soon as
     the file (or the request) is larger than the limits allow."""
@@ -337,6 +345,7 @@ class _FormReader:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
+        self._content_type = b""
         self._part_name = ""
         self._is_file = False
         self._seen_file = False
@@ -372,9 +381,10 @@ class _FormReader:
         self.parts += 1
         if self.parts > MAX_PARTS:
             raise InvalidInput(f"the upload has more than {MAX_PARTS} parts")
-        self._disposition = b""
+        self._disposition = self._content_type = b""
         self._value.clear()
 
+    # python-multipart bounds each header line (4 KiB) and the headers of a part (8).
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
 
@@ -382,8 +392,11 @@ class _FormReader:
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition":
+        name = self._header_name.lower()
+        if name == b"content-disposition":
             self._disposition = bytes(self._header_value)
+        elif name == b"content-type":
+            self._content_type = bytes(self._header_value)
         self._header_name.clear()
         self._header_value.clear()
 
@@ -412,6 +425,9 @@ class _FormReader:
         if not filename:
             raise InvalidInput("the 'file' part has no usable filename (e.g. policy.pdf)")
         self.upload.filename = filename
+        # Checked against the content by ``ingest`` (indexing.formats: missing or generic
+        # types such as application/octet-stream leave it to the extension and the bytes).
+        self.upload.content_type = _decode(self._content_type).strip()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._is_file:

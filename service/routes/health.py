@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from indexing.errors import PoolError
 from service.deps import AnswererDep, AskerDep, PoolDep, SettingsDep
+from service.errors import API_ERRORS
 
 router = APIRouter(tags=["health"])
 
@@ -52,7 +53,7 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
     return body
 
 
-@router.get("/v1/info")
+@router.get("/v1/info", responses=API_ERRORS)
 async def info(answerer: AnswererDep, settings: SettingsDep, _caller: AskerDep) -> dict[str, Any]:
     """How this server answers: with Claude (and which model) or extractively, without a key."""
     return {

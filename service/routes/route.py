@@ -6,15 +6,18 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from service.deps import PoolDep, ReaderDep, SettingsDep
+from service.errors import API_ERRORS
+from service.filters import RequestFilters, request_filters
 from service.router import route
 
-router = APIRouter(tags=["routing"])
+router = APIRouter(tags=["routing"], responses=API_ERRORS)
 
 
 class RouteRequest(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     top_k: int | None = Field(default=None, ge=1, le=100)
     tags: list[str] | None = Field(default=None, max_length=20)
+    filters: RequestFilters | None = None
     token_budget: int | None = Field(default=None, ge=1)
 
 
@@ -47,6 +50,7 @@ async def post_route(
         top_k=body.top_k or settings.top_k,
         token_budget=body.token_budget or settings.token_budget,
         tags=body.tags,
+        filters=request_filters(body.filters),
         groups=caller.groups,
     )
     return RouteResponse.model_validate(result.as_dict())

@@ -10,17 +10,31 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import docx
+import docx.opc.oxml
+import docx.oxml.parser
+import docx.text.paragraph
 import pytest
 
-from indexing.errors import CorruptFile, EmptyDocument, FileTooLarge, PoolError, UnsupportedFormat
-from indexing.extract import (
-    SUPPORTED_FORMATS,
-    ExtractLimits,
-    detect_format,
-    extract,
-    upload_payload,
+from indexing.errors import (
+    ContentMismatch,
+    CorruptFile,
+    EmptyDocument,
+    EncryptedFile,
+    FileTooLarge,
+    PoolError,
+    UnsupportedFormat,
 )
-from tests.factories import make_docx, make_pdf, make_zip, make_zip_bomb_docx
+from indexing.extract import ExtractLimits, extract, upload_payload
+from indexing.formats import SUPPORTED_FORMATS, detect_format
+from tests.factories import (
+    make_docx,
+    make_docx_edited,
+    make_pdf,
+    make_pdf_drawing,
+    make_zip,
+    make_zip_bomb_docx,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample"
@@ -297,20 +311,25 @@ TINY = ExtractLimits(max_bytes=1_000, max_pages=2, max_chars=100)
 
 BAD_FILES: list[tuple[str, Callable[[], bytes], ExtractLimits | None, type[PoolError]]] = [
     ("truncated.pdf", lambda: make_pdf(["Some text."])[:300], None, CorruptFile),
-    ("garbage.pdf", lambda: b"this is not a pdf at all", None, CorruptFile),
-    ("locked.pdf", lambda: make_pdf(["Secret."], encrypt_with="pw"), None, CorruptFile),
+    ("garbage.pdf", lambda: b"this is not a pdf at all", None, ContentMismatch),
+    ("locked.pdf", lambda: make_pdf(["Secret."], encrypt_with="pw"), None, EncryptedFile),
     ("bomb.docx", make_zip_bomb_docx, None, FileTooLarge),
-    ("plain.docx", lambda: b"just some text, not a zip", None, CorruptFile),
-    ("sheet.docx", lambda: make_zip({"xl/workbook.xml": b"<x/>"}), None, CorruptFile),
+    ("plain.docx", lambda: b"just some text, not a zip", None, ContentMismatch),
+    ("sheet.docx", lambda: make_zip({"xl/workbook.xml": b"<x/>"}), None, ContentMismatch),
     (
         "legacy.docx",
         lambda: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500),
         None,
-        UnsupportedFormat,
+        ContentMismatch,
     ),
-    ("junk.txt", lambda: bytes(range(256)) * 4, None, CorruptFile),
-    ("controls.txt", lambda: b"a\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 40, None, CorruptFile),
-    ("disguised.md", lambda: make_pdf(["Hello."]), None, UnsupportedFormat),
+    ("junk.txt", lambda: bytes(range(256)) * 4, None, ContentMismatch),
+    (
+        "controls.txt",
+        lambda: b"a\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 40,
+        None,
+        ContentMismatch,
+    ),
+    ("disguised.md", lambda: make_pdf(["Hello."]), None, ContentMismatch),
     ("empty.txt", lambda: b"", None, EmptyDocument),
     ("empty.pdf", lambda: b"", None, EmptyDocument),
     ("blank.html", lambda: b"<html><script>x()</script><p>  </p></html>", None, EmptyDocument),
@@ -392,6 +411,243 @@ def test_detect_format_goes_by_extension_whatever_its_case(filename: str, expect
     data = {"pdf": make_pdf(["x"]), "docx": make_docx(["x"])}.get(expected, b"plain text")
 
     assert detect_format(filename, data) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Parser limits: each refusal names its limit and value
+
+BILLION_LAUGHS = (
+    '<!DOCTYPE w:document [<!ENTITY a "lol">'
+    + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9))
+    + "]>"
+)
+
+
+def _with_dtd(dtd: str, reference: str) -> Callable[[str], str]:
+    def edit(xml: str) -> str:
+        root = xml.index("<w:document")
+        return (xml[:root] + dtd + xml[root:]).replace("Body.", f"Body {reference}.")
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        pytest.param(
+            _with_dtd('<!DOCTYPE w:document [<!ENTITY x SYSTEM "file:///etc/passwd">]>', "&x;"),
+            "declares a DTD (<!DOCTYPE>)",
+            id="external-entity",
+        ),
+        pytest.param(_with_dtd(BILLION_LAUGHS, "&j;"), "declares a DTD", id="billion-laughs"),
+        pytest.param(
+            _with_dtd("<!--" + "x" * 70_000 + "-->", ""),
+            "more than 65,536 bytes of comments or instructions before its root",
+            id="prolog-too-long-to-check",
+        ),
+    ],
+)
+def test_docx_xml_with_a_dtd_is_refused_before_python_docx_parses_it(
+    edit: Callable[[str], str], fragment: str
+) -> None:
+    with pytest.raises(CorruptFile) as caught:
+        extract("entities.docx", make_docx_edited(edit))
+
+    assert str(caught.value).startswith("entities.docx: XML part 'word/document.xml' ")
+    assert fragment in str(caught.value)
+
+
+def test_docx_xml_with_a_comment_before_its_root_is_still_read() -> None:
+    data = make_docx_edited(_with_dtd("<!-- written by hand -->", "kept"))
+
+    assert extract("commented.docx", data).text == "Body kept."
+
+
+def test_python_docx_parser_never_resolves_entities(tmp_path: Path) -> None:
+    """Behind the DTD refusal: python-docx's own parsers leave entities unexpanded."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    xml = (
+        f'<!DOCTYPE r [<!ENTITY x SYSTEM "{secret.as_uri()}"><!ENTITY y "expanded">]><r>&x;&y;</r>'
+    )
+
+    for parse in (docx.oxml.parser.parse_xml, docx.opc.oxml.parse_xml):
+        text = "".join(parse(xml.encode()).itertext())
+        assert "TOP SECRET" not in text and "expanded" not in text
+
+
+def test_docx_xml_part_over_its_limit_is_refused() -> None:
+    data = make_docx(["A paragraph of ordinary length."] * 50)
+
+    with pytest.raises(FileTooLarge) as caught:
+        extract("long.docx", data, ExtractLimits(max_xml_part_bytes=4_000))
+
+    assert "XML part 'word/document.xml' of " in str(caught.value)
+    assert "exceeds the limit of 4,000 (max_xml_part_bytes)" in str(caught.value)
+
+
+def test_docx_text_over_max_chars_stops_extraction() -> None:
+    data = make_docx(["Forty characters of text in a paragraph."] * 10)
+
+    with pytest.raises(FileTooLarge, match=r"exceeds the limit of 100 \(max_chars\)"):
+        extract("wordy.docx", data, ExtractLimits(max_chars=100))
+
+
+def test_docx_title_lookup_does_not_resolve_each_paragraphs_style(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Paragraph.style`` resolves the default style afresh for every unstyled paragraph
+    (about a millisecond each: minutes for a long document); titles come from one table."""
+    data = make_docx(["Unstyled."] * 30 + [("Heading 1", "Found Late"), "More."])
+
+    def refuse(_paragraph: object) -> None:
+        raise AssertionError("Paragraph.style called")
+
+    monkeypatch.setattr(docx.text.paragraph.Paragraph, "style", property(refuse))
+
+    assert extract("late.docx", data).title == "Found Late"
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        pytest.param("<a" * 500_000, id="unclosed-tag-starts"),
+        pytest.param("</" * 500_000, id="unclosed-end-tags"),
+        pytest.param("<!" * 500_000, id="unclosed-declarations"),
+        pytest.param("<?" * 500_000, id="unclosed-instructions"),
+        pytest.param("<svg>" * 5_000 + "</svg>" * 5_000, id="nested-hidden-elements"),
+    ],
+)
+def test_malformed_html_is_read_in_one_pass(markup: str) -> None:
+    """html.parser takes ~13 s for 100 KB of ``<a``, growing with the square of the size;
+    these would run far past the suite's timeout if parsing were quadratic again."""
+    data = ("<p>Leave policy.</p>" + markup).encode()
+
+    assert extract("odd.html", data).text.startswith("Leave policy.")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("{%" * 200_000, id="unclosed-tags"),
+        pytest.param("{{" * 200_000, id="unclosed-expressions"),
+        pytest.param("{{ x }} " * 100_000, id="many-tags-on-one-line"),
+        pytest.param("word " * 200_000 + "\n", id="one-long-line"),
+        pytest.param("# " + "# x" * 100_000 + "\n", id="long-heading"),
+    ],
+)
+def test_pathological_markdown_is_read_in_one_pass(body: str) -> None:
+    extracted = extract("odd.md", ("Leave policy.\n\n" + body).encode())
+
+    assert extracted.text.startswith("Leave policy.")
+
+
+def test_html_nesting_deeper_than_the_limit_is_refused() -> None:
+    data = ("<div>" * 60 + "Deep.").encode()
+
+    with pytest.raises(FileTooLarge) as caught:
+        extract("deep.html", data, ExtractLimits(max_html_depth=50))
+
+    assert (
+        str(caught.value)
+    ) == "deep.html: HTML elements nested 51 deep exceeds the limit of 50 (max_html_depth)"
+
+
+def test_sloppy_html_with_thousands_of_unclosed_tags_is_read() -> None:
+    assert extract("sloppy.html", ("<b>" * 5_000 + "Bold.").encode()).text == "Bold."
+
+
+def test_front_matter_over_its_limit_is_refused() -> None:
+    data = ("---\n" + "key: value\n" * 10 + "---\nBody.\n").encode()
+
+    with pytest.raises(FileTooLarge) as caught:
+        extract("front.md", data, ExtractLimits(max_front_matter_chars=50))
+
+    assert "front matter of 110 characters exceeds the limit of 50 (max_front_matter_chars)" in (
+        str(caught.value)
+    )
+
+
+TEXT_PAGE = b"BT /F1 12 Tf 72 700 Td (Keepers climb the lighthouse stairs at dusk.) Tj ET\n"
+
+
+@pytest.mark.parametrize(
+    ("pages", "refused"),
+    [pytest.param(1, False, id="one-page"), pytest.param(40, True, id="shared-by-40-pages")],
+)
+def test_pdf_page_content_is_counted_on_every_page_that_draws_it(pages: int, refused: bool) -> None:
+    data = make_pdf_drawing(TEXT_PAGE * 100, pages=pages)  # 7.8 KB of operators per page
+    limits = ExtractLimits(max_pdf_content_bytes=200_000)
+
+    if not refused:
+        assert extract("drawn.pdf", data, limits).text.startswith("Keepers climb")
+        return
+    with pytest.raises(FileTooLarge) as caught:
+        extract("drawn.pdf", data, limits)
+    assert "bytes of page content exceeds the limit of 200,000 (max_pdf_content_bytes)" in str(
+        caught.value
+    )
+
+
+def test_pdf_stream_inflating_past_pypdfs_limit_is_refused() -> None:
+    data = make_pdf_drawing(b" " * 80_000_000)  # 80 MB of spaces, ~80 KB compressed
+
+    with pytest.raises(FileTooLarge) as caught:
+        extract("bomb.pdf", data)
+
+    assert str(caught.value).startswith("bomb.pdf: the PDF exceeds a parser safety limit (")
+
+
+@pytest.mark.parametrize(
+    ("password", "fragment"),
+    [
+        pytest.param("pw", "the PDF is encrypted with a password", id="user-password"),
+        pytest.param("", "it opens without a password but restricts", id="owner-password-only"),
+    ],
+)
+def test_encrypted_pdfs_are_refused_saying_what_to_do(password: str, fragment: str) -> None:
+    with pytest.raises(EncryptedFile) as caught:
+        extract("locked.pdf", make_pdf(["Secret."], encrypt_with=password))
+
+    assert fragment in str(caught.value)
+    assert caught.value.kind == "encrypted_file"
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "limits", "message"),
+    [
+        pytest.param(
+            "big.txt",
+            b"x" * 2_000,
+            ExtractLimits(max_bytes=1_000),
+            "big.txt: 2,000 bytes exceeds the limit of 1,000 (max_file_bytes)",
+            id="bytes",
+        ),
+        pytest.param(
+            "long.pdf",
+            make_pdf(["One.", "Two.", "Three."]),
+            ExtractLimits(max_pages=2),
+            "long.pdf: 3 pages exceeds the limit of 2 (max_pdf_pages)",
+            id="pages",
+        ),
+    ],
+)
+def test_configurable_limits_are_named_as_their_settings(
+    filename: str, data: bytes, limits: ExtractLimits, message: str
+) -> None:
+    with pytest.raises(FileTooLarge) as caught:
+        extract(filename, data, limits)
+
+    assert str(caught.value) == message
+
+
+def test_utf16_text_without_a_bom_is_read_with_a_warning() -> None:
+    extracted = extract("notepad.txt", FRENCH.encode("utf-16-le"))
+
+    assert extracted.text == FRENCH.replace("\r\n", "\n")
+    assert extracted.warnings == (
+        "not UTF-8; decoded as utf-16-le (best guess), check accented characters",
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from rank_bm25 import BM25Okapi
 
 from indexing.analyzer import Analyzer
 from indexing.bm25 import BM25Params
+from indexing.filters import Condition, Filters, any_of, attributes_match, between
 from indexing.index import Hit, IndexEntry, InvertedIndex
 from indexing.summary import term_hash
 
@@ -33,6 +34,7 @@ def entry(
     tokens: int = 0,
     tags: Iterable[str] = (),
     groups: Iterable[str] = (),
+    attributes: Mapping[str, object] | None = None,
 ) -> IndexEntry:
     """An index entry from explicit term frequencies, or from text through the analyzer."""
     if isinstance(terms, str):
@@ -48,6 +50,7 @@ def entry(
         token_estimate=tokens,
         tags=frozenset(tags),
         groups=frozenset(groups),
+        attributes=attributes or {},
     )
 
 
@@ -620,6 +623,170 @@ def test_labels_follow_documents_added_and_removed(labelled: InvertedIndex) -> N
     assert set(ids(labelled.search(["leav"], top_k=10, tags=["uk"]))) == {"eng", "fin"}
     labelled.replace("public", entry("public-v2", {"leav": 1}, groups=["hr"]))
     assert "public-v2" not in ids(labelled.search(["leav"], top_k=10, groups=[]))
+
+
+# Equal lengths, so the rank for "leav" follows tf: it > secret > hr-ie > hr-uk > bare.
+ATTRIBUTED = [
+    entry(
+        "hr-uk",
+        {"leav": 3, "pad": 7},
+        tags=["policy"],
+        attributes={"department": "HR", "region": "UK", "effective": "2024-03-01", "level": 2},
+    ),
+    entry(
+        "hr-ie",
+        {"leav": 5, "pad": 5},
+        attributes={
+            "department": "HR",
+            "region": ["IE", "UK"],
+            "effective": "2025-06-30T09:00:00Z",
+            "level": 3.5,
+        },
+    ),
+    entry(
+        "it",
+        {"leav": 9, "pad": 1},
+        tags=["policy"],
+        attributes={"department": "IT", "region": "US", "effective": "2023-12-31", "level": "2"},
+    ),
+    entry(
+        "secret",
+        {"leav": 8, "pad": 2},
+        groups=["hr"],
+        attributes={"department": "HR", "region": "UK", "effective": "2024-05-01", "open": False},
+    ),
+    entry("bare", {"leav": 1, "pad": 9}),
+]
+
+
+@pytest.fixture
+def attributed() -> InvertedIndex:
+    return build(ATTRIBUTED)
+
+
+def where(**conditions: Condition) -> Filters:
+    return Filters(attributes=conditions)
+
+
+@pytest.mark.parametrize(
+    ("filters", "visible"),
+    [
+        (where(department=any_of(["HR"])), {"hr-uk", "hr-ie", "secret"}),
+        (where(department=any_of(["hr"])), set()),
+        (where(department=any_of(["HR", "IT"])), {"hr-uk", "hr-ie", "it", "secret"}),
+        (where(region=any_of(["IE"])), {"hr-ie"}),
+        (where(region=any_of(["UK"])), {"hr-uk", "hr-ie", "secret"}),
+        (where(effective=between({"gte": "2024-01-01", "lte": "2024-12-31"})), {"hr-uk", "secret"}),
+        (where(effective=between({"gt": "2024-03-01"})), {"hr-ie", "secret"}),
+        (where(effective=between({"lt": "2024-03-01"})), {"it"}),
+        (where(effective=any_of(["2025-06-30"])), {"hr-ie"}),
+        (where(level=between({"gte": 2})), {"hr-uk", "hr-ie"}),
+        (where(level=between({"gt": 2, "lt": 4})), {"hr-ie"}),
+        (where(level=any_of([2])), {"hr-uk"}),
+        (where(level=any_of(["2"])), {"it"}),
+        (where(open=any_of([False])), {"secret"}),
+        (where(open=any_of([0])), set()),
+        (where(nosuchattribute=any_of(["HR"])), set()),
+        (where(department=any_of(["HR"]), region=any_of(["IE"])), {"hr-ie"}),
+        (Filters(tags=frozenset({"policy"}), attributes={"region": any_of(["UK"])}), {"hr-uk"}),
+    ],
+    ids=[
+        "equals",
+        "equals-is-case-sensitive",
+        "in",
+        "any-element-of-a-list",
+        "list-or-scalar",
+        "date-range",
+        "date-after-excludes-the-day-and-counts-a-date-time-as-its-date",
+        "date-before",
+        "date-time-equals-its-date",
+        "number-range-skips-text",
+        "number-range-exclusive",
+        "number-equals",
+        "text-equals-not-the-number",
+        "boolean",
+        "a-number-is-not-a-boolean",
+        "missing-attribute",
+        "every-condition-required",
+        "tags-and-attributes",
+    ],
+)
+def test_attribute_filters_decide_which_documents_route(
+    attributed: InvertedIndex, filters: Filters, visible: set[str]
+) -> None:
+    assert set(ids(attributed.search(["leav"], top_k=10, filters=filters))) == visible
+    # Listings check one document at a time; both must agree.
+    checked = {
+        e.file_id
+        for e in ATTRIBUTED
+        if filters.tags <= e.tags and attributes_match(filters.attributes, e.attributes)
+    }
+    assert checked == visible
+
+
+@pytest.mark.parametrize(
+    ("groups", "visible"),
+    [
+        (None, {"hr-uk", "hr-ie", "secret"}),
+        ([], {"hr-uk", "hr-ie"}),
+        (["hr"], {"hr-uk", "hr-ie", "secret"}),
+    ],
+    ids=["no-restriction", "no-groups", "hr-group"],
+)
+def test_a_filter_never_widens_what_the_callers_groups_allow(
+    attributed: InvertedIndex, groups: list[str] | None, visible: set[str]
+) -> None:
+    hr = where(department=any_of(["HR"]))
+    assert set(ids(attributed.search(["leav"], top_k=10, groups=groups, filters=hr))) == visible
+    mask = attributed.allowed_mask(groups=groups, filters=hr)
+    assert set(ids(attributed.search(["leav"], top_k=10, allowed=mask))) == visible
+
+
+def test_top_k_is_filled_from_the_allowed_documents_only(attributed: InvertedIndex) -> None:
+    hr = where(department=any_of(["HR"]))
+    assert ids(attributed.search(["leav"], top_k=2)) == ["it", "secret"]
+    assert ids(attributed.search(["leav"], top_k=2, groups=[], filters=hr)) == ["hr-ie", "hr-uk"]
+
+
+def test_empty_filters_restrict_nothing(attributed: InvertedIndex) -> None:
+    assert attributed.allowed_mask(filters=Filters()) is None
+    assert len(attributed.search(["leav"], top_k=10, filters=Filters())) == len(ATTRIBUTED)
+
+
+def test_changed_attributes_route_at_once(attributed: InvertedIndex) -> None:
+    ie = where(region=any_of(["IE"]))
+    moved = entry("hr-uk", {"leav": 3, "pad": 7}, attributes={"region": "IE"})
+    attributed.add(moved)  # the same file id: its attributes replaced
+    assert set(ids(attributed.search(["leav"], top_k=10, filters=ie))) == {"hr-uk", "hr-ie"}
+    assert "hr-uk" not in ids(
+        attributed.search(["leav"], top_k=10, filters=where(level=any_of([2])))
+    )
+    attributed.apply_documents(["doc-hr-ie"], [entry("hr-ie", {"leav": 5})])  # as a refresh does
+    assert set(ids(attributed.search(["leav"], top_k=10, filters=ie))) == {"hr-uk"}
+    attributed.remove("hr-uk")
+    assert ids(attributed.search(["leav"], top_k=10, filters=ie)) == []
+
+
+def test_attribute_filters_survive_compaction() -> None:
+    entries = [
+        entry(
+            f"f{i:04d}",
+            {"common": 1 + i % 3},
+            attributes={"n": i, "parity": ["even", "odd"][i % 2]},
+        )
+        for i in range(1100)
+    ]
+    index = build(entries)
+    for i in range(1100):
+        if i % 20:
+            index.remove(f"f{i:04d}")
+    assert index._dead_slots() < 1024  # the slots were renumbered at least once
+    evens = where(parity=any_of(["even"]), n=between({"gte": 500}))
+    expected = {f"f{i:04d}" for i in range(500, 1100, 20)}
+    assert set(ids(index.search(["common"], top_k=len(index), filters=evens))) == expected
+    index.add(entry("late", {"common": 1}, attributes={"parity": "odd", "n": 7}))
+    late = where(parity=any_of(["odd"]))
+    assert ids(index.search(["common"], top_k=len(index), filters=late)) == ["late"]
 
 
 # --------------------------------------------------------------------------------------------

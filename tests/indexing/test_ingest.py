@@ -22,6 +22,7 @@ from indexing.anthropic_files import AnthropicFilesBackend
 from indexing.bm25 import BM25Params
 from indexing.errors import IndexParamsMismatch
 from indexing.files import FilesBackend, RemoteFile
+from indexing.filters import Filters, any_of
 from indexing.ingest import (
     IngestRequest,
     Outcome,
@@ -240,6 +241,24 @@ def test_a_second_pool_on_the_same_database_follows_the_change_log(open_pool: Op
     reader.refresh()
     assert routed(reader, "leave") == []
     assert len(reader.index) == 0
+
+
+def test_attributes_set_at_ingest_or_later_reach_every_pools_routing(open_pool: OpenPool) -> None:
+    writer, reader = open_pool(), open_pool()
+    uk = Filters(attributes={"region": any_of(["UK"])})
+
+    def filtered(pool: Pool) -> list[str]:
+        terms = pool.analyzer.terms("leave")
+        return [h.entry.file_id for h in pool.index.search(terms, top_k=5, filters=uk)]
+
+    leave = add(writer, "/docs/leave.md", LEAVE, attributes={"region": "UK"})
+    reader.refresh()
+    assert filtered(writer) == filtered(reader) == [leave.file_id]
+
+    writer.store.update_metadata(document_id=leave.document_id or "", attributes={"region": "IE"})
+    writer.refresh()
+    reader.refresh()
+    assert filtered(writer) == filtered(reader) == []
 
 
 # ------------------------------------------------------------------------ index parameters

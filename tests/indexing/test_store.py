@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
@@ -16,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from indexing.errors import DocumentNotFound, InvalidInput
+from indexing.filters import any_of, between
 from indexing.models import Change, Summary
 from indexing.store import (
     NewVersion,
@@ -53,6 +55,7 @@ def version(
     *,
     tags: tuple[str, ...] = (),
     groups: tuple[str, ...] = (),
+    attributes: dict[str, Any] | None = None,
 ) -> NewVersion:
     terms = Counter(text.split())
     return NewVersion(
@@ -69,7 +72,7 @@ def version(
         warnings=[],
         tags=list(tags),
         groups=list(groups),
-        attributes={},
+        attributes=attributes or {},
         terms=dict(terms),
         length=sum(terms.values()),
         original=text.encode(),
@@ -333,6 +336,38 @@ def test_index_entries_give_the_routing_view_of_all_or_some_documents(store: Sto
     assert stored.counts.tolist() == expected.counts.tolist()
     assert entries["file_travel"].length == 3
     assert only_travel == [travel.id]
+
+
+def test_attributes_reach_the_routing_view_and_follow_updates(store: Store) -> None:
+    attributes = {"department": "HR", "effective": "2024-04-01", "region": ["UK", "IE"], "n": 2}
+    doc = store.commit_version(version=version(attributes=attributes), intent_id=None).document
+    assert [e.attributes for e in store.index_entries()] == [attributes]
+
+    store.update_metadata(document_id=doc.id, attributes={"department": "Finance"})
+
+    assert [e.attributes for e in store.index_entries([doc.id])] == [{"department": "Finance"}]
+    assert store.get_document(doc.id).attributes == {"department": "Finance"}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 50])
+def test_list_documents_filters_by_attributes_across_pages(store: Store, limit: int) -> None:
+    for n in range(8):
+        attributes = {"n": n, "parity": ["even", "odd"][n % 2], "day": f"2024-01-{n + 1:02d}"}
+        v = version(f"/docs/{n}.md", f"file_{n}", f"document number {n}", attributes=attributes)
+        store.commit_version(version=v, intent_id=None)
+
+    def listed(**conditions: Any) -> list[int]:
+        found, cursor = [], None
+        while True:
+            docs, cursor = store.list_documents(limit=limit, cursor=cursor, attributes=conditions)
+            found += [d.attributes["n"] for d in docs]
+            if cursor is None:
+                return sorted(found)
+
+    assert listed(parity=any_of(["odd"])) == [1, 3, 5, 7]
+    assert listed(parity=any_of(["odd"]), n=between({"gt": 2, "lte": 5})) == [3, 5]
+    assert listed(day=between({"gte": "2024-01-07"})) == [6, 7]
+    assert listed(parity=any_of(["none"])) == []
 
 
 def test_meta_is_stored_and_replaced(store: Store) -> None:

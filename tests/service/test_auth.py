@@ -80,6 +80,7 @@ SHOW: Call = ("GET", "/v1/documents/{doc}")
 EDIT: Call = ("PUT", "/v1/documents/{doc}")
 REMOVE: Call = ("DELETE", "/v1/documents/{doc}")
 UPLOAD: Call = ("POST", "/v1/documents")
+AUDIT: Call = ("GET", "/v1/audit")
 BODIES: dict[Call, dict[str, Any]] = {
     ASK: {"question": "how many days of annual leave?"},
     ROUTE: {"question": "annual leave"},
@@ -99,6 +100,7 @@ MATRIX: dict[Call, set[str]] = {
     EDIT: {ADMIN},
     REMOVE: {ADMIN},
     UPLOAD: {ADMIN},
+    AUDIT: {ADMIN},
 }
 PUBLIC = ["/healthz", "/readyz", "/", "/admin", "/widget.js"]
 

@@ -93,6 +93,57 @@ def test_docs_list_pages_with_a_cursor(home: Path) -> None:
     assert len(set(ids)) == 21
 
 
+def test_ingest_sets_attributes_that_route_ask_and_docs_list_filter_on(tmp_path: Path) -> None:
+    home, folder = tmp_path / "home", tmp_path / "docs"
+    folder.mkdir()
+    (folder / "hr.md").write_text("# HR leave\n\nAnnual leave is 25 days a year.")
+    (folder / "it.md").write_text("# IT leave\n\nAnnual leave for on-call staff is 27 days.")
+    (folder / "legal.md").write_text("# Legal leave\n\nAnnual leave for counsel is 26 days.")
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text('{"path": "legal.md", "attributes": {"department": "Legal"}}\n')
+    hr = ["--attribute", "department=HR", "--attribute", "region=UK", "--attribute", "region=IE"]
+    as_json(kpool(home, "ingest", str(folder / "hr.md"), *hr, "--attribute", "year=2024", "--json"))
+    it = ["--attribute", "department=IT", "--attribute", "year=2025", "--manifest", str(manifest)]
+    as_json(kpool(home, "ingest", str(folder / "it.md"), str(folder / "legal.md"), *it, "--json"))
+
+    def titles(*command: str) -> set[str]:
+        body = as_json(kpool(home, *command, "--json"))
+        return {d["title"] for d in body.get("documents", body.get("data", []))}
+
+    assert titles("route", "annual leave") == {"HR leave", "IT leave", "Legal leave"}
+    assert titles("route", "annual leave", "--attribute", "department=HR") == {"HR leave"}
+    assert titles("route", "annual leave", "--attribute", "region=IE") == {"HR leave"}
+    assert titles("route", "annual leave", "--attribute", "year>=2025") == {
+        "IT leave",
+        "Legal leave",
+    }
+    assert titles("ask", "annual leave", "--attribute", "department=Legal") == {"Legal leave"}
+    assert titles("docs", "list", "--attribute", "department=IT") == {"IT leave"}
+    listing = as_json(kpool(home, "docs", "list", "--attribute", "year=2024", "--json"))
+    assert listing["data"][0]["attributes"] == {
+        "department": "HR",
+        "region": ["UK", "IE"],
+        "year": 2024,
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["route", "leave", "--attribute", "year>=soon"], "year: gte must be a number or an ISO"),
+        (["ask", "leave", "--attribute", "department"], "'department' is not NAME=VALUE"),
+        (["docs", "list", "--attribute", "a=1", "--attribute", "a<0"], "a: give values (=) or"),
+        (["ingest", ".", "--attribute", "year>=2024"], "'year>=2024' is not NAME=VALUE"),
+    ],
+)
+def test_a_bad_attribute_option_is_a_usage_error(
+    home: Path, command: list[str], message: str
+) -> None:
+    result = kpool(home, *command)
+    assert result.exit_code == 2
+    assert "Invalid value for '--attribute'" in result.output and message in result.output
+
+
 def test_docs_show_and_rm(home: Path) -> None:
     listing = as_json(kpool(home, "docs", "list", "--tag", "travel", "--json"))
     (travel,) = listing["data"]

@@ -209,8 +209,8 @@ def test_sanitise_filename(raw: str, clean: str) -> None:
     ("name", "data", "status", "kind"),
     [
         ("tool.exe", b"MZ\x90\x00\x03\x00\x00\x00", 415, "unsupported_format"),
-        ("renamed.txt", make_pdf(["a PDF named as text"]), 415, "unsupported_format"),
-        ("broken.pdf", b"this is no PDF at all", 422, "corrupt_file"),
+        ("renamed.txt", make_pdf(["a PDF named as text"]), 415, "content_mismatch"),
+        ("broken.pdf", b"this is no PDF at all", 415, "content_mismatch"),
         ("truncated.pdf", make_pdf(["cut short"])[:400], 422, "corrupt_file"),
         ("empty.txt", b"", 422, "empty_document"),
         ("blank.md", b"  \n\n  \n", 422, "empty_document"),
