@@ -2,7 +2,8 @@
 
 One analyzer serves documents and questions alike, so the two always agree on what a term is:
 Unicode NFKC normalisation, case folding, word tokens of letters and digits, English stopwords
-removed, then Snowball (Porter2) stemming through PyStemmer. Its name, version and parameters are
+removed, then Snowball (Porter2) stemming through PyStemmer. Questions also lose the words that
+only make them questions (``question_terms``). Its name, version and parameters are
 stored with the pool; changing any of them means the stored summaries must be rebuilt.
 """
 
@@ -23,6 +24,19 @@ ANALYZER_VERSION = 1
 LUCENE_ENGLISH_STOPWORDS = frozenset(
     """a an and are as at be but by for if in into is it no not of on or such that the their
     then there these they this to was will with""".split()
+)
+
+# Words that make a sentence a question or a polite request ("how do I ...", "am I allowed
+# to ...", "can you tell me ..."): they say nothing about which document answers it, yet in a
+# pool of policies they are frequent enough to score. Dropped from questions only (after the
+# apostrophe is removed, as the tokenizer does), never from documents, so the index is unchanged.
+QUESTION_WORDS = frozenset(
+    """what whats which who whom whose when where why how hows i im ive id me my mine myself we
+    our ours us you your yours he him his she her they them their its do does did doing done can
+    could should would may might must shall will am is are was were been being have has had
+    having get got getting there here this that these those any anyone anything some someone
+    something please thanks thank hi hello just also still really actually need want allowed ok
+    okay about so than too very much many more most able go going know let lets tell""".split()
 )
 
 STOPWORD_SETS: dict[str, frozenset[str]] = {
@@ -79,6 +93,19 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         """Index terms of ``text`` in order, duplicates kept."""
         words = [w for w in self.tokens(text) if w not in self._stopwords]
+        if self._stemmer is None:
+            return words
+        stemmed: list[str] = self._stemmer.stemWords(words)
+        return stemmed
+
+    def question_terms(self, text: str) -> list[str]:
+        """The terms of a question: as ``terms``, less ``QUESTION_WORDS`` when the stopwords are
+        English ones (measured on the 18F handbook questions: Recall@3 0.677 → 0.787)."""
+        if self.params.stopwords != "lucene-english":
+            return self.terms(text)
+        words = [
+            w for w in self.tokens(text) if w not in self._stopwords and w not in QUESTION_WORDS
+        ]
         if self._stemmer is None:
             return words
         stemmed: list[str] = self._stemmer.stemWords(words)

@@ -63,7 +63,9 @@ def answer_extractively(pool: Pool, question: str, documents: Sequence[RequestDo
                     )
                 )
     passages.bulk_load(entries)
-    hits = passages.search(pool.analyzer.terms(question), top_k=MAX_SENTENCES, explain=False)
+    hits = passages.search(
+        pool.analyzer.question_terms(question), top_k=MAX_SENTENCES, explain=False
+    )
     if not hits:
         return Answer(NOT_COVERED, [], list(documents), mode="extractive")
     by_id = {doc.document_id: doc for doc in documents}

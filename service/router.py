@@ -58,10 +58,10 @@ class Route:
 def query_terms(pool: Pool, question: str, earlier: Sequence[str] = ()) -> list[str]:
     """The question's terms; in a follow-up, the earlier questions' terms too at half weight
     ("and for contractors?" after a question about leave is about leave for contractors)."""
-    terms = pool.analyzer.terms(question)
+    terms = pool.analyzer.question_terms(question)
     if not earlier:
         return terms
-    return terms + terms + [t for text in earlier for t in pool.analyzer.terms(text)]
+    return terms + terms + [t for text in earlier for t in pool.analyzer.question_terms(text)]
 
 
 def route(

@@ -111,3 +111,28 @@ def test_params_as_dict_names_everything_that_changes_terms() -> None:
         "stopwords": "lucene-english",
         "version": ANALYZER_VERSION,
     }
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How do I claim my travel expenses?", ["claim", "travel", "expens"]),
+        ("Am I allowed to work from home?", ["work", "from", "home"]),
+        ("Can you tell me what's the policy on gifts, please?", ["polici", "gift"]),
+        ("what is it?", []),
+    ],
+)
+def test_questions_lose_the_words_that_only_make_them_questions(
+    analyzer: Analyzer, question: str, expected: list[str]
+) -> None:
+    assert analyzer.question_terms(question) == expected
+
+
+def test_documents_keep_question_words(analyzer: Analyzer) -> None:
+    """Only questions are trimmed: a document's "allowed" still counts, so no re-index."""
+    assert "allow" in analyzer.terms("Pets are allowed in the office on Fridays.")
+
+
+def test_without_english_stopwords_questions_are_analysed_like_documents() -> None:
+    plain = Analyzer(AnalyzerParams(stopwords="none"))
+    assert plain.question_terms("How do I claim?") == plain.terms("How do I claim?")
