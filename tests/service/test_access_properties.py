@@ -160,6 +160,16 @@ group_sets = st.frozensets(st.sampled_from(GROUPS), max_size=2)
 assignments = st.lists(group_sets, min_size=len(MARKERS), max_size=len(MARKERS))
 questions = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
 
+#: One example: every document's groups, the caller's groups for a first question and for a
+#: follow-up in the same conversation, and the two questions.
+CONVERSATIONS = {
+    "groups": assignments,
+    "first_caller": group_sets,
+    "later_caller": group_sets,
+    "first": questions,
+    "follow_up": questions,
+}
+
 PROPERTY = settings(
     deadline=None,
     derandomize=True,
@@ -236,13 +246,7 @@ def check_one_conversation(
 
 
 @settings(PROPERTY, max_examples=700)
-@given(
-    groups=assignments,
-    first_caller=group_sets,
-    later_caller=group_sets,
-    first=questions,
-    follow_up=questions,
-)
+@given(**CONVERSATIONS)
 def test_extractive_answers_never_show_a_caller_what_they_may_not_read(
     extractive: Pooled,
     groups: list[frozenset[str]],
@@ -255,13 +259,7 @@ def test_extractive_answers_never_show_a_caller_what_they_may_not_read(
 
 
 @settings(PROPERTY, max_examples=300)
-@given(
-    groups=assignments,
-    first_caller=group_sets,
-    later_caller=group_sets,
-    first=questions,
-    follow_up=questions,
-)
+@given(**CONVERSATIONS)
 def test_claude_never_receives_or_returns_what_the_caller_may_not_read(
     with_claude: Pooled,
     groups: list[frozenset[str]],
