@@ -102,21 +102,26 @@ class Answer:
         return {
             "answer": self.answer,
             "citations": [c.as_dict() for c in self.citations],
-            "documents": [
-                {
-                    "document_id": d.document_id,
-                    "file_id": d.file_id,
-                    "title": d.title,
-                    "score": round(d.score, 6),
-                }
-                for d in sorted(self.documents, key=lambda d: -d.score)
-            ],
+            "documents": documents_dict(self.documents),
             "usage": self.usage.as_dict(),
             "model": self.model,
             "mode": self.mode,
             "request_id": self.request_id,
             "conversation_id": self.conversation_id,
         }
+
+
+def documents_dict(documents: Sequence[RequestDocument]) -> list[dict[str, Any]]:
+    """Documents as an answer lists them: best first, with their scores."""
+    return [
+        {
+            "document_id": d.document_id,
+            "file_id": d.file_id,
+            "title": d.title,
+            "score": round(d.score, 6),
+        }
+        for d in sorted(documents, key=lambda d: -d.score)
+    ]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from indexing.errors import PoolError
-from service.answer import CitationFound, Finished, TextDelta, collect
+from service.answer import CitationFound, Finished, TextDelta, collect, documents_dict
 from service.ask import Answering, start_answer
 from service.deps import (
     AccountingDep,
@@ -166,7 +166,7 @@ async def server_sent_events(answering: Answering) -> AsyncIterator[str]:
     goes away, the upstream stream is closed so the model stops spending tokens."""
     events = iter(answering)
     try:
-        yield sse("documents", {"documents": [_document(d) for d in answering.documents]})
+        yield sse("documents", {"documents": documents_dict(answering.documents)})
         while (event := await run_in_threadpool(next, events, None)) is not None:
             if isinstance(event, TextDelta):
                 yield sse("text", {"text": event.text})
@@ -185,12 +185,3 @@ async def server_sent_events(answering: Answering) -> AsyncIterator[str]:
     finally:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(answering.close)
-
-
-def _document(doc: Any) -> dict[str, Any]:
-    return {
-        "document_id": doc.document_id,
-        "file_id": doc.file_id,
-        "title": doc.title,
-        "score": round(doc.score, 6),
-    }
