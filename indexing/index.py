@@ -23,6 +23,14 @@ codes. A condition is one vectorised comparison over its column (equality, ``isi
 scattered into a mask. Columns, not a label per value, because attribute values can be as
 many as the documents (a creation time, a description): a label per value would cost a slot
 array per document. Both are combined into one mask of allowed slots *before* ranking.
+
+Passages. A document may also bring its passages (``indexing.passages``: its headed sections,
+long ones cut into overlapping windows). They are units of their own, with their own postings,
+lengths and document frequencies over all passages, kept in the same vocabulary. A document's
+score is its whole-text BM25 plus ``passage_weight`` times the BM25 of its best passage: a long
+policy that answers a question in one section is no longer outscored by a short page that
+mentions every term once. Passages are appended in document order, so they stay grouped by
+document slot, and they are renumbered together with the documents.
 """
 
 from __future__ import annotations
@@ -36,9 +44,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from indexing.bm25 import VARIANTS, BM25Params, FloatArray, length_norm
+from indexing.bm25 import VARIANTS, BM25Params, FloatArray, Variant, length_norm
 from indexing.filters import Between, Condition, Filters, Kind, Value, comparables
-from indexing.summary import TermVector, term_hash
+from indexing.summary import HashArray, PassageVectors, TermVector, term_hash
 
 IntArray = npt.NDArray[np.int32]
 F32Array = npt.NDArray[np.float32]
@@ -46,6 +54,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 _MIN_CAPACITY = 4
 _COMPACT_MIN_DEAD = 1024
+_NO_IDS: IntArray = np.zeros(0, np.int32)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class IndexEntry:
     groups: frozenset[str] = frozenset()
     attributes: Mapping[str, Any] = field(default_factory=dict)
     vector: TermVector | None = None
+    passages: PassageVectors | None = None
 
     def terms(self) -> TermVector:
         return self.vector if self.vector is not None else TermVector.from_counts(self.term_freqs)
@@ -78,6 +88,15 @@ class Hit:
     entry: IndexEntry
     score: float
     contributions: dict[str, float] = field(default_factory=dict)
+    #: The character span of its best-scoring passage in the extracted text, if one scored.
+    passage: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class _Scored:
+    scores: FloatArray
+    matched: BoolArray | None
+    passage_scores: FloatArray | None
 
 
 class _GrowableArray:
@@ -166,8 +185,10 @@ class _Postings:
 
     def __init__(self, slots: np.ndarray | None = None, tfs: np.ndarray | None = None) -> None:
         if slots is None or tfs is None:
-            self.slots = _GrowableArray(np.int32)
-            self.tfs = _GrowableArray(np.float32)
+            # Empty until the first posting: every term has a passage list too, and most
+            # terms of a pool without passages (or of tests' plain entries) never get one.
+            self.slots = _GrowableArray.wrap(np.zeros(0, np.int32))
+            self.tfs = _GrowableArray.wrap(np.zeros(0, np.float32))
         else:
             self.slots = _GrowableArray.wrap(slots)
             self.tfs = _GrowableArray.wrap(tfs)
@@ -189,17 +210,210 @@ class _Postings:
         self.factor = None
 
 
+class _Units:
+    """BM25 statistics over one kind of unit (whole documents, or passages).
+
+    Per unit: its length and whether it is alive. Per term id (ids are shared by every kind of
+    unit): a postings list in unit order and the number of living units holding the term.
+    """
+
+    def __init__(self, params: BM25Params) -> None:
+        self.params = params
+        self.postings: list[_Postings] = []
+        self.df = _GrowableArray(np.int64)
+        self.lengths = _GrowableArray(np.float64)
+        self.alive = _GrowableArray(np.bool_)
+        self.total_length = 0.0
+        self.n_alive = 0
+        self._norm_cache: F32Array | None = None
+        self.version = 0  # bumped whenever lengths or the average length change
+
+    @property
+    def count(self) -> int:
+        """Units ever added since the last renumbering, dead ones included."""
+        return self.lengths.n
+
+    @property
+    def avg_length(self) -> float:
+        return self.total_length / self.n_alive if self.n_alive else 0.0
+
+    def grow_vocabulary(self, size: int) -> None:
+        grown = size - len(self.postings)
+        if grown > 0:
+            self.df.extend(np.zeros(grown, np.int64))
+            self.postings.extend(_Postings() for _ in range(grown))
+
+    def load(self, ids: IntArray, tfs: F32Array, sizes: np.ndarray, lengths: np.ndarray) -> None:
+        """Replace every unit: ``ids``/``tfs`` are the units' terms concatenated, ``sizes``
+        how many belong to each unit. Ids must be below the vocabulary size."""
+        units = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        bounds = np.searchsorted(sorted_ids, np.arange(len(self.postings) + 1))
+        self.df = _GrowableArray.wrap(np.diff(bounds).astype(np.int64))
+        units, sorted_tfs = units[order], tfs[order]
+        self.postings = [
+            _Postings(units[lo:hi], sorted_tfs[lo:hi])
+            for lo, hi in itertools.pairwise(bounds.tolist())
+        ]
+        lengths = np.asarray(lengths, np.float64)
+        self.lengths = _GrowableArray.wrap(lengths.copy())
+        self.alive = _GrowableArray.wrap(np.ones(len(lengths), np.bool_))
+        self.total_length = float(lengths.sum())
+        self.n_alive = len(lengths)
+        self.changed()
+
+    def append(self, ids: IntArray, tfs: F32Array, sizes: np.ndarray, lengths: np.ndarray) -> int:
+        """Add units (terms as in ``load``, each unit's ids distinct); returns the first unit."""
+        first = self.lengths.n
+        units = np.repeat(np.arange(first, first + len(sizes), dtype=np.int32), sizes)
+        self.lengths.extend(np.asarray(lengths, np.float64))
+        self.alive.extend(np.ones(len(sizes), np.bool_))
+        np.add.at(self.df.data, ids, 1)
+        postings = self.postings
+        for tid, unit, tf in zip(ids.tolist(), units.tolist(), tfs.tolist(), strict=True):
+            postings[tid].append(unit, tf)
+        self.total_length += float(np.sum(lengths))
+        self.n_alive += len(sizes)
+        self.changed()
+        return first
+
+    def retire(self, first: int, count: int, ids: IntArray) -> None:
+        """Mark ``count`` units from ``first`` dead; ``ids``: all their terms (as added)."""
+        if not count:
+            return
+        self.alive.data[first : first + count] = False
+        self.total_length -= float(self.lengths.data[first : first + count].sum())
+        self.n_alive -= count
+        np.subtract.at(self.df.data, ids, 1)
+        alive = self.alive.view()
+        held, times = np.unique(ids, return_counts=True)
+        for tid, stale in zip(held.tolist(), times.tolist(), strict=True):
+            postings = self.postings[tid]
+            postings.stale += stale
+            if postings.stale >= 16 and 2 * postings.stale > postings.slots.n:
+                postings.drop_dead(alive)
+        self.changed()
+
+    def renumber(self) -> IntArray:
+        """Drop dead units, numbering the living consecutively in their order; returns the
+        old → new numbers (-1 for the dead)."""
+        alive = self.alive.view()
+        new_number = (np.cumsum(alive) - 1).astype(np.int32)
+        new_number[~alive] = -1
+        for postings in self.postings:
+            slots = postings.slots.view()
+            keep = alive[slots]
+            postings.slots = _GrowableArray.wrap(new_number[slots[keep]])
+            postings.tfs = _GrowableArray.wrap(postings.tfs.view()[keep].copy())
+            postings.stale = 0
+            postings.factor = None
+        self.lengths = _GrowableArray.wrap(self.lengths.view()[alive].copy())
+        self.alive = _GrowableArray.wrap(np.ones(self.n_alive, np.bool_))
+        self.changed()
+        return new_number
+
+    def changed(self) -> None:
+        self._norm_cache = None
+        self.version += 1
+
+    def memory_bytes(self) -> int:
+        total = sum(
+            p.slots.data.nbytes + p.tfs.data.nbytes + (0 if p.factor is None else p.factor.nbytes)
+            for p in self.postings
+        )
+        return total + sum(a.data.nbytes for a in (self.df, self.lengths, self.alive))
+
+    # --------------------------------------------------------------------------------- scoring
+
+    def idf(self, ids: IntArray, variant: Variant) -> FloatArray:
+        df = self.df.data[ids].astype(np.float64)
+        return variant.idf(df, self._vocabulary_df, self.n_alive, self.params.epsilon)
+
+    def _vocabulary_df(self) -> FloatArray:
+        df = self.df.view()
+        return df[df > 0].astype(np.float64)
+
+    def norms(self) -> F32Array:
+        """``k1·(1 − b + b·|d|/avgdl)`` per unit (infinite for dead units), until lengths change."""
+        if self._norm_cache is None or len(self._norm_cache) != self.lengths.n:
+            p = self.params
+            norms = length_norm(self.lengths.view(), self.avg_length, p.k1, p.b)
+            norms[~self.alive.view()] = np.inf
+            self._norm_cache = norms.astype(np.float32)
+        return self._norm_cache
+
+    def factor(self, postings: _Postings) -> F32Array:
+        """``tf·(k1+1) / (tf + norm)`` for every posting of a term, cached until lengths change."""
+        if postings.factor is None or postings.factor_version != self.version:
+            tfs = postings.tfs.view()
+            norms = self.norms()[postings.slots.view()]
+            factor = tfs * np.float32(self.params.k1 + 1.0)
+            factor /= tfs + norms
+            postings.factor = factor
+            postings.factor_version = self.version
+        return postings.factor
+
+    def accumulate(
+        self, ids: IntArray, weights: FloatArray, *, track: bool
+    ) -> tuple[FloatArray, BoolArray | None]:
+        """Scores for every unit; with ``track``, also which units hold at least one term."""
+        n = self.lengths.n
+        scores = np.zeros(n, np.float64)
+        matched = np.zeros(n, np.bool_) if track else None
+        for tid, weight in zip(ids.tolist(), weights.tolist(), strict=True):
+            postings = self.postings[tid]
+            slots = postings.slots.view()
+            # ufunc.at is numpy's fastest scatter-add, but only without a cast: the addends
+            # must already be float64 (a float32 array times a Python float stays float32).
+            np.add.at(scores, slots, np.multiply(self.factor(postings), weight, dtype=np.float64))
+            if matched is not None:
+                matched[slots] = True
+        if matched is not None:
+            matched &= self.alive.view()
+        return scores, matched
+
+    def term_scores(self, units: IntArray, ids: IntArray, weights: FloatArray) -> FloatArray:
+        """What each term adds to each of ``units``: a (units × terms) table.
+
+        One lookup per term for all the units at once: postings are kept in unit order, so
+        the units' positions come from a binary search.
+        """
+        table = np.zeros((len(units), len(ids)))
+        for column, (tid, weight) in enumerate(zip(ids.tolist(), weights.tolist(), strict=True)):
+            postings = self.postings[tid]
+            held = postings.slots.view()
+            if not len(held):
+                continue
+            at = np.minimum(np.searchsorted(held, units), len(held) - 1)
+            present = held[at] == units
+            table[present, column] = weight * self.factor(postings)[at[present]]
+        return table
+
+
+@dataclass(frozen=True)
+class _Passages:
+    """Where one document's passages are among the passage units, and their terms (needed
+    to retire them)."""
+
+    first: int
+    count: int
+    ids: IntArray
+
+
 @dataclass(frozen=True)
 class _Query:
-    """A question resolved against the vocabulary: term ids, their weights and their text."""
+    """A question resolved against the vocabulary: term ids, how often each was asked, the
+    document-level weights and the terms' text."""
 
     ids: IntArray
+    reps: FloatArray
     weights: FloatArray
     names: list[str]
 
 
 class InvertedIndex:
-    """BM25 over documents held in memory; see the module docstring for the layout."""
+    """BM25 over documents (and their passages) held in memory; see the module docstring."""
 
     def __init__(self, params: BM25Params | None = None) -> None:
         self.params = params or BM25Params()
@@ -209,35 +423,36 @@ class InvertedIndex:
 
     def _reset(self) -> None:
         self._vocab: dict[int, int] = {}  # term hash -> term id
-        self._postings: list[_Postings] = []
-        self._df = _GrowableArray(np.int64)
+        self._docs = _Units(self.params)
+        self._passages = _Units(self.params)
         self._reset_slots()
 
     def _reset_slots(self) -> None:
-        self._lengths = _GrowableArray(np.float64)
-        self._alive = _GrowableArray(np.bool_)
         self._entries: list[IndexEntry | None] = []
-        self._doc_terms: list[tuple[IntArray, F32Array] | None] = []
+        self._doc_terms: list[IntArray | None] = []
+        self._doc_passages: list[_Passages | None] = []
+        self._owner = _GrowableArray(np.int32)  # passage unit -> document slot
+        self._spans = _GrowableArray(np.uint32)  # passage unit -> (start, end), flattened
         self._slot_of: dict[str, int] = {}
         self._file_of_document: dict[str, str] = {}
         self._labels: dict[tuple[str, str], _GrowableArray] = {}
         self._columns: dict[str, dict[Kind, _Column]] = {}
-        self._total_length = 0.0
-        self._n_alive = 0
-        self._norm_cache: F32Array | None = None
-        self._version = 0  # bumped whenever lengths or the average length change
 
     # ----------------------------------------------------------------- size and introspection
 
     def __len__(self) -> int:
-        return self._n_alive
+        return self._docs.n_alive
 
     def __contains__(self, file_id: object) -> bool:
         return file_id in self._slot_of
 
     @property
     def avg_length(self) -> float:
-        return self._total_length / self._n_alive if self._n_alive else 0.0
+        return self._docs.avg_length
+
+    @property
+    def passage_count(self) -> int:
+        return self._passages.n_alive
 
     def entries(self) -> Iterator[IndexEntry]:
         with self._lock:
@@ -255,17 +470,19 @@ class InvertedIndex:
 
     def document_frequency(self, term: str) -> int:
         tid = self._vocab.get(term_hash(term))
-        return 0 if tid is None else int(self._df.data[tid])
+        return 0 if tid is None else int(self._docs.df.data[tid])
 
-    def memory_bytes(self) -> int:
-        """Bytes held by the numpy arrays (postings, per-document terms and per-slot data)."""
+    def memory_bytes(self, *, passages: bool = True) -> int:
+        """Bytes held by the numpy arrays (postings, per-document terms and per-slot data);
+        without ``passages``, what the index would hold with none."""
         with self._lock:
-            total = 0
-            for p in self._postings:
-                total += p.slots.data.nbytes + p.tfs.data.nbytes
-                total += 0 if p.factor is None else p.factor.nbytes
-            total += sum(t[0].nbytes + t[1].nbytes for t in self._doc_terms if t is not None)
-            arrays = [self._df, self._lengths, self._alive, *self._labels.values()]
+            total = self._docs.memory_bytes()
+            total += sum(ids.nbytes for ids in self._doc_terms if ids is not None)
+            arrays = [*self._labels.values()]
+            if passages and self._passages.postings:  # statistics exist once passages did
+                total += self._passages.memory_bytes()
+                total += sum(p.ids.nbytes for p in self._doc_passages if p is not None)
+                arrays += [self._owner, self._spans]
             for columns in self._columns.values():
                 arrays += [a for column in columns.values() for a in (column.slots, column.keys)]
             return total + sum(a.data.nbytes for a in arrays)
@@ -310,21 +527,20 @@ class InvertedIndex:
 
     def bulk_load(self, entries: Iterable[IndexEntry]) -> None:
         """Replace the whole index with ``entries``: one vectorised pass over all postings."""
-        unique = {entry.file_id: entry for entry in entries}
-        vectors = [entry.terms() for entry in unique.values()]
+        unique = list({entry.file_id: entry for entry in entries}.values())
+        vectors = [entry.terms() for entry in unique]
         with self._lock:
             self._reset()
-            self._load_slots(list(unique.values()))
-            self._load_postings(vectors)
+            self._load_slots(unique)
+            lengths = np.fromiter((e.length for e in unique), dtype=np.float64, count=len(unique))
+            vocabulary = self._load_documents(vectors, lengths)
+            self._load_passages(unique, vocabulary)
 
     def _load_slots(self, entries: list[IndexEntry]) -> None:
         n = len(entries)
         self._entries = [_bare(e) for e in entries]
         self._slot_of = {e.file_id: slot for slot, e in enumerate(entries)}
         self._file_of_document = {e.document_id: e.file_id for e in entries}
-        lengths = np.fromiter((e.length for e in entries), dtype=np.float64, count=n)
-        self._lengths = _GrowableArray.wrap(lengths)
-        self._alive = _GrowableArray.wrap(np.ones(n, np.bool_))
         members: dict[tuple[str, str], list[int]] = {}
         for slot, entry in enumerate(entries):
             for key in _label_keys(entry):
@@ -334,8 +550,6 @@ class InvertedIndex:
             mask[slots] = True
             self._labels[key] = _GrowableArray.wrap(mask)
         self._load_columns(entries)
-        self._total_length = float(lengths.sum())
-        self._n_alive = n
 
     def _load_columns(self, entries: list[IndexEntry]) -> None:
         pairs: dict[tuple[str, Kind], tuple[list[int], list[Value]]] = {}
@@ -356,64 +570,85 @@ class InvertedIndex:
         for (name, kind), (slots, values) in pairs.items():
             self._column(name, kind).extend(slots, values)
 
-    def _load_postings(self, vectors: list[TermVector]) -> None:
+    def _load_documents(self, vectors: list[TermVector], lengths: FloatArray) -> HashArray:
+        """Number the vocabulary in hash order and load the documents' postings; returns the
+        vocabulary's hashes (a term's id is its position)."""
         sizes = np.fromiter((len(v) for v in vectors), dtype=np.int64, count=len(vectors))
         hashes = np.concatenate([v.hashes for v in vectors]) if vectors else np.zeros(0, np.int64)
         counts = np.concatenate([v.counts for v in vectors]) if vectors else np.zeros(0, np.uint32)
-        slots = np.repeat(np.arange(len(vectors), dtype=np.int32), sizes)
         order = np.argsort(hashes, kind="stable")
         sorted_hashes = hashes[order]
         starts = np.ones(len(sorted_hashes), np.bool_)
         starts[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
-        unique = sorted_hashes[starts]
+        unique: HashArray = sorted_hashes[starts]
         term_ids = np.empty(len(hashes), np.int32)
         term_ids[order] = np.cumsum(starts) - 1
-        bounds = np.append(np.flatnonzero(starts), len(sorted_hashes))
         self._vocab = dict(zip(unique.tolist(), range(len(unique)), strict=True))
-        self._df = _GrowableArray.wrap(np.diff(bounds).astype(np.int64))
-        sorted_slots = slots[order]
-        sorted_tfs = counts[order].astype(np.float32)
-        self._postings = [
-            _Postings(sorted_slots[lo:hi], sorted_tfs[lo:hi])
-            for lo, hi in itertools.pairwise(bounds.tolist())
-        ]
+        self._docs.grow_vocabulary(len(unique))
+        self._docs.load(term_ids, counts.astype(np.float32), sizes, lengths)
         # Hashes are sorted within each vector and ids follow hash order, so each document's
-        # term ids come out sorted, as ``_contributions`` needs.
-        if not vectors:  # np.split of an empty array still yields one (empty) piece
-            self._doc_terms = []
+        # term ids come out sorted.
+        self._doc_terms = list(np.split(term_ids, np.cumsum(sizes)[:-1])) if vectors else []
+        return unique
+
+    def _load_passages(self, entries: list[IndexEntry], vocabulary: HashArray) -> None:
+        counts = [0 if e.passages is None else len(e.passages) for e in entries]
+        with_passages = [e.passages for e in entries if e.passages is not None and len(e.passages)]
+        if not with_passages:
+            self._doc_passages = [_Passages(0, 0, _NO_IDS) for _ in entries]
             return
-        cuts = np.cumsum(sizes)[:-1]
-        doc_ids = np.split(term_ids, cuts)
-        doc_tfs = np.split(counts.astype(np.float32), cuts)
-        self._doc_terms = list(zip(doc_ids, doc_tfs, strict=True))
+        layout = np.concatenate([p.layout for p in with_passages])
+        ids, tfs, sizes = _passage_terms(
+            np.concatenate([p.hashes for p in with_passages]),
+            np.concatenate([p.counts for p in with_passages]),
+            layout[:, 0],
+            vocabulary,
+            np.arange(len(vocabulary), dtype=np.int32),
+        )
+        self._passages.grow_vocabulary(len(vocabulary))
+        self._passages.load(ids, tfs, sizes, layout[:, 1])
+        self._owner = _GrowableArray.wrap(
+            np.repeat(np.arange(len(entries), dtype=np.int32), counts)
+        )
+        self._spans = _GrowableArray.wrap(layout[:, 2:4].reshape(-1).copy())
+        firsts = (np.cumsum(counts) - counts).tolist()
+        terms_per_document = np.bincount(
+            self._owner.view(), weights=sizes, minlength=len(entries)
+        ).astype(np.int64)
+        per_document = np.split(ids, np.cumsum(terms_per_document)[:-1])
+        self._doc_passages = [
+            _Passages(first, count, document_ids)
+            for first, count, document_ids in zip(firsts, counts, per_document, strict=True)
+        ]
 
     def _term_ids(self, vector: TermVector) -> IntArray:
-        """Ids for a document's term hashes, creating ids for new terms."""
+        """Ids for a document's term hashes (in their order), creating ids for new terms."""
         vocab = self._vocab
-        known = len(vocab)
         ids = np.fromiter(
             (vocab.setdefault(h, len(vocab)) for h in vector.hashes.tolist()),
             dtype=np.int32,
             count=len(vector),
         )
-        grown = len(vocab) - known
-        if grown:
-            self._df.extend(np.zeros(grown, np.int64))
-            self._postings.extend(_Postings() for _ in range(grown))
+        self._docs.grow_vocabulary(len(vocab))
         return ids
 
     def _add_locked(self, entry: IndexEntry) -> None:
         vector = entry.terms()
         ids = self._term_ids(vector)
         order = np.argsort(ids)
-        ids, tfs = ids[order], vector.counts[order].astype(np.float32)
+        sorted_ids = ids[order]
         slot = len(self._entries)
         self._entries.append(_bare(entry))
-        self._doc_terms.append((ids, tfs))
+        self._doc_terms.append(sorted_ids)
         self._slot_of[entry.file_id] = slot
         self._file_of_document[entry.document_id] = entry.file_id
-        self._lengths.append(float(entry.length))
-        self._alive.append(True)
+        unit = self._docs.append(
+            sorted_ids,
+            vector.counts[order].astype(np.float32),
+            np.array([len(ids)]),
+            np.array([entry.length]),
+        )
+        assert unit == slot
         for arr in self._labels.values():
             arr.append(False)
         for key in _label_keys(entry):
@@ -421,97 +656,87 @@ class InvertedIndex:
         for name, raw in entry.attributes.items():
             for value in comparables(raw):
                 self._column(name, value.kind).extend([slot], [value])
-        self._df.data[ids] += 1
-        postings = self._postings
-        for tid, tf in zip(ids.tolist(), tfs.tolist(), strict=True):
-            postings[tid].append(slot, tf)
-        self._total_length += entry.length
-        self._n_alive += 1
-        self._changed()
+        self._add_passages(slot, entry.passages, vector.hashes, ids)
+
+    def _add_passages(
+        self, slot: int, passages: PassageVectors | None, hashes: HashArray, ids: IntArray
+    ) -> None:
+        if passages is None or not len(passages):
+            self._doc_passages.append(_Passages(0, 0, _NO_IDS))
+            return
+        passage_ids, tfs, sizes = _passage_terms(
+            passages.hashes, passages.counts, passages.sizes, hashes, ids
+        )
+        self._passages.grow_vocabulary(len(self._vocab))
+        first = self._passages.append(passage_ids, tfs, sizes, passages.lengths)
+        self._owner.extend(np.full(len(passages), slot, np.int32))
+        self._spans.extend(passages.spans.reshape(-1))
+        self._doc_passages.append(_Passages(first, len(passages), passage_ids))
 
     def _remove_locked(self, file_id: str) -> bool:
         slot = self._slot_of.pop(file_id, None)
         if slot is None:
             return False
         entry = self._entries[slot]
-        terms = self._doc_terms[slot]
-        assert entry is not None and terms is not None
+        ids = self._doc_terms[slot]
+        passages = self._doc_passages[slot]
+        assert entry is not None and ids is not None and passages is not None
         self._entries[slot] = None
         self._doc_terms[slot] = None
+        self._doc_passages[slot] = None
         if self._file_of_document.get(entry.document_id) == file_id:
             del self._file_of_document[entry.document_id]
-        self._alive.data[slot] = False
         for arr in self._labels.values():
             arr.data[slot] = False
-        self._total_length -= entry.length
-        self._n_alive -= 1
-        ids = terms[0]
-        self._df.data[ids] -= 1
-        alive = self._alive.view()
-        for tid in ids.tolist():
-            postings = self._postings[tid]
-            postings.stale += 1
-            if postings.stale >= 16 and 2 * postings.stale > postings.slots.n:
-                postings.drop_dead(alive)
-        self._changed()
+        self._docs.retire(slot, 1, ids)
+        self._passages.retire(passages.first, passages.count, passages.ids)
         return True
-
-    def _changed(self) -> None:
-        self._norm_cache = None
-        self._version += 1
 
     def _maybe_compact(self) -> None:
         """Renumber slots once dead ones outnumber the living (amortised O(1) per change)."""
-        if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._n_alive):
+        if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._docs.n_alive):
             self._compact_slots()
 
     def _dead_slots(self) -> int:
-        return len(self._entries) - self._n_alive
+        return len(self._entries) - self._docs.n_alive
 
     def _compact_slots(self) -> None:
-        """Renumber live documents into consecutive slots (after many removals)."""
+        """Renumber live documents, and their passages, into consecutive slots."""
         live = [
-            (entry, terms)
-            for entry, terms in zip(self._entries, self._doc_terms, strict=True)
-            if entry is not None and terms is not None
+            (entry, ids, passages)
+            for entry, ids, passages in zip(
+                self._entries, self._doc_terms, self._doc_passages, strict=True
+            )
+            if entry is not None and ids is not None and passages is not None
         ]
+        slot_numbers = self._docs.renumber()
+        passage_numbers = self._passages.renumber()
+        kept = passage_numbers >= 0
+        owner = slot_numbers[self._owner.view()[kept]]
+        spans = self._spans.view().reshape(-1, 2)[kept]
         self._reset_slots()
-        self._df.data[:] = 0
-        self._load_slots([entry for entry, _ in live])
-        self._doc_terms = [terms for _, terms in live]
-        per_term_slots: list[np.ndarray] = []
-        per_term_ids: list[np.ndarray] = []
-        per_term_tfs: list[np.ndarray] = []
-        for slot, (_, (ids, tfs)) in enumerate(live):
-            per_term_ids.append(ids)
-            per_term_tfs.append(tfs)
-            per_term_slots.append(np.full(len(ids), slot, np.int32))
-        ids_all = np.concatenate(per_term_ids) if live else np.zeros(0, np.int32)
-        tfs_all = np.concatenate(per_term_tfs) if live else np.zeros(0, np.float32)
-        slots_all = np.concatenate(per_term_slots) if live else np.zeros(0, np.int32)
-        order = np.argsort(ids_all, kind="stable")
-        ids_all, tfs_all, slots_all = ids_all[order], tfs_all[order], slots_all[order]
-        bounds = np.searchsorted(ids_all, np.arange(len(self._postings) + 1))
-        self._df.data[: len(self._postings)] = np.diff(bounds)
-        self._postings = [
-            _Postings(slots_all[lo:hi], tfs_all[lo:hi])
-            for lo, hi in itertools.pairwise(bounds.tolist())
+        self._load_slots([entry for entry, _, _ in live])
+        self._doc_terms = [ids for _, ids, _ in live]
+        self._doc_passages = [
+            replace(p, first=int(passage_numbers[p.first])) if p.count else p for _, _, p in live
         ]
+        self._owner = _GrowableArray.wrap(owner.astype(np.int32))
+        self._spans = _GrowableArray.wrap(spans.reshape(-1).copy())
 
     # ------------------------------------------------------------------------ labels (filters)
 
     def _label_array(self, key: tuple[str, str]) -> _GrowableArray:
         arr = self._labels.get(key)
         if arr is None:
-            arr = _GrowableArray.wrap(np.zeros(max(self._alive.n, _MIN_CAPACITY), np.bool_))
-            arr.n = self._alive.n
+            arr = _GrowableArray.wrap(np.zeros(max(self._docs.alive.n, _MIN_CAPACITY), np.bool_))
+            arr.n = self._docs.alive.n
             self._labels[key] = arr
         return arr
 
     def _label_mask(self, kind: str, value: str) -> BoolArray:
         arr = self._labels.get((kind, value))
         if arr is None:
-            return np.zeros(self._alive.n, np.bool_)
+            return np.zeros(self._docs.alive.n, np.bool_)
         view: BoolArray = arr.view()
         return view
 
@@ -525,12 +750,12 @@ class InvertedIndex:
     def _condition_mask(self, name: str, condition: Condition) -> BoolArray:
         """Living slots whose attribute ``name`` meets ``condition``: one comparison per kind
         of value the attribute holds, over every document at once."""
-        mask = np.zeros(self._alive.n, np.bool_)
+        mask = np.zeros(self._docs.alive.n, np.bool_)
         for kind, column in self._columns.get(name, {}).items():
             selected = column.select(condition, kind)
             if selected is not None:
                 mask[column.slots.view()[selected]] = True
-        mask &= self._alive.view()
+        mask &= self._docs.alive.view()
         return mask
 
     def allowed_mask(
@@ -569,69 +794,50 @@ class InvertedIndex:
 
     # --------------------------------------------------------------------------------- scoring
 
-    def _norms(self) -> F32Array:
-        """``k1·(1 − b + b·|d|/avgdl)`` per slot (infinite for dead slots), until lengths change."""
-        if self._norm_cache is None or len(self._norm_cache) != self._lengths.n:
-            p = self.params
-            norms = length_norm(self._lengths.view(), self.avg_length, p.k1, p.b)
-            norms[~self._alive.view()] = np.inf
-            self._norm_cache = norms.astype(np.float32)
-        return self._norm_cache
-
-    def _factor(self, postings: _Postings) -> F32Array:
-        """``tf·(k1+1) / (tf + norm)`` for every posting of a term, cached until lengths change."""
-        if postings.factor is None or postings.factor_version != self._version:
-            tfs = postings.tfs.view()
-            norms = self._norms()[postings.slots.view()]
-            factor = tfs * np.float32(self.params.k1 + 1.0)
-            factor /= tfs + norms
-            postings.factor = factor
-            postings.factor_version = self._version
-        return postings.factor
-
     def _resolve(self, query_terms: Sequence[str]) -> _Query:
         """Known query terms as ids, each weighted by its IDF times its count in the query."""
         counts: dict[int, int] = {}
         names: dict[int, str] = {}
+        df = self._docs.df.data
         for term in query_terms:
             tid = self._vocab.get(term_hash(term))
-            if tid is not None and self._df.data[tid] > 0:
+            if tid is not None and df[tid] > 0:
                 counts[tid] = counts.get(tid, 0) + 1
                 names.setdefault(tid, term)
         ids = np.fromiter(counts, dtype=np.int32, count=len(counts))
         reps = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        df = self._df.data[ids].astype(np.float64)
-        idf = self._variant.idf(df, self._vocabulary_df, self._n_alive, self.params.epsilon)
-        return _Query(ids, idf * reps, [names[tid] for tid in counts])
+        weights = self._docs.idf(ids, self._variant) * reps
+        return _Query(ids, reps, weights, [names[tid] for tid in counts])
 
-    def _vocabulary_df(self) -> FloatArray:
-        df = self._df.view()
-        return df[df > 0].astype(np.float64)
+    def _passage_weights(self, query: _Query) -> FloatArray:
+        """The query's weights among passages: IDF from how many passages hold each term."""
+        # Passage statistics grow with the vocabulary only once passages exist, and lazily
+        # after: documents without passages may have brought terms since.
+        self._passages.grow_vocabulary(len(self._vocab))
+        return self._passages.idf(query.ids, self._variant) * query.reps
 
-    def _accumulate(self, query: _Query) -> tuple[FloatArray, BoolArray | None]:
-        """Scores for every slot; plus, when some weight is not positive (Okapi IDF can be
-        zero or negative), which slots matched at least one term. Otherwise matching is simply
-        scoring above zero."""
-        n = self._lengths.n
-        scores = np.zeros(n, np.float64)
+    def _accumulate(self, query: _Query, passage_weight: float) -> _Scored:
+        """Scores for every slot: the document's own plus ``passage_weight`` times its best
+        passage's. When some weight is not positive (Okapi IDF can be zero or negative), also
+        which slots matched at least one term; otherwise matching is scoring above zero."""
         signed = bool((query.weights <= 0).any())
-        matched = np.zeros(n, np.bool_) if signed else None
-        for tid, weight in zip(query.ids.tolist(), query.weights.tolist(), strict=True):
-            postings = self._postings[tid]
-            slots = postings.slots.view()
-            # ufunc.at is numpy's fastest scatter-add, but only without a cast: the addends
-            # must already be float64 (a float32 array times a Python float stays float32).
-            np.add.at(scores, slots, np.multiply(self._factor(postings), weight, dtype=np.float64))
-            if matched is not None:
-                matched[slots] = True
-        if matched is not None:
-            matched &= self._alive.view()
-        return scores, matched
+        scores, matched = self._docs.accumulate(query.ids, query.weights, track=signed)
+        if passage_weight <= 0 or not self._passages.n_alive:
+            return _Scored(scores, matched, None)
+        weights = self._passage_weights(query)
+        passage_scores, _ = self._passages.accumulate(query.ids, weights, track=False)
+        hit = np.flatnonzero(passage_scores > 0)
+        best = np.zeros(len(scores))
+        np.maximum.at(best, self._owner.data[hit], passage_scores[hit])
+        scores += passage_weight * best
+        return _Scored(scores, matched, passage_scores)
 
-    def scores(self, query_terms: Sequence[str]) -> dict[str, float]:
+    def scores(
+        self, query_terms: Sequence[str], *, passage_weight: float = 1.0
+    ) -> dict[str, float]:
         """Every live document's score for the query (zero where nothing matched)."""
         with self._lock:
-            raw, _ = self._accumulate(self._resolve(query_terms))
+            raw = self._accumulate(self._resolve(query_terms), passage_weight).scores
             return {fid: float(raw[slot]) for fid, slot in self._slot_of.items()}
 
     def search(
@@ -644,6 +850,8 @@ class InvertedIndex:
         tags: Iterable[str] | None = None,
         filters: Filters | None = None,
         token_budget: int | None = None,
+        passage_weight: float = 1.0,
+        min_coverage: float = 0.0,
         explain: bool = True,
     ) -> list[Hit]:
         """The best ``top_k`` documents matching at least one query term, best first.
@@ -651,6 +859,8 @@ class InvertedIndex:
         Documents outside ``groups``/``tags``/``filters`` (or the explicit ``allowed`` mask)
         are excluded before ranking. With ``token_budget``, documents are taken in rank order
         while their token estimates fit; one that does not fit is skipped for the next.
+        ``min_coverage``: return nothing unless the best document holds at least this share of
+        the question's weight (see ``coverage``).
         """
         if top_k <= 0:
             return []
@@ -658,7 +868,8 @@ class InvertedIndex:
             query = self._resolve(query_terms)
             if not len(query.ids):
                 return []
-            scores, matched = self._accumulate(query)
+            scored = self._accumulate(query, passage_weight)
+            scores, matched = scored.scores, scored.matched
             mask = allowed if allowed is not None else self._allowed_locked(groups, tags, filters)
             if matched is None:
                 if mask is not None:
@@ -668,19 +879,48 @@ class InvertedIndex:
                 if mask is not None:
                     matched &= mask[: len(matched)]
                 ranked = self._rank(scores, np.flatnonzero(matched), top_k, token_budget)
-            explained = self._contributions(ranked, query) if explain else [{} for _ in ranked]
+            if ranked and min_coverage > 0 and self._coverage(ranked[0], query) < min_coverage:
+                return []
+            best = [self._best_passage(slot, scored.passage_scores) for slot in ranked]
+            explained = (
+                self._contributions(ranked, best, query, passage_weight)
+                if explain
+                else [{} for _ in ranked]
+            )
             return [
-                Hit(self._entry(slot), float(scores[slot]), contributions)
-                for slot, contributions in zip(ranked, explained, strict=True)
+                Hit(self._entry(slot), float(scores[slot]), contributions, self._span(unit))
+                for slot, unit, contributions in zip(ranked, best, explained, strict=True)
             ]
+
+    def _coverage(self, slot: int, query: _Query) -> float:
+        """The share of the question's weight (IDF × count) held by the document's terms."""
+        table = self._docs.term_scores(np.array([slot], np.int32), query.ids, query.weights)
+        total = float(np.abs(query.weights).sum())
+        return float(np.abs(query.weights)[table[0] != 0].sum()) / total if total else 0.0
+
+    def _best_passage(self, slot: int, passage_scores: FloatArray | None) -> int | None:
+        """The passage unit that scored best for this document, if any scored."""
+        passages = self._doc_passages[slot]
+        if passage_scores is None or passages is None or not passages.count:
+            return None
+        own = passage_scores[passages.first : passages.first + passages.count]
+        best = int(np.argmax(own))
+        return passages.first + best if own[best] > 0 else None
+
+    def _span(self, unit: int | None) -> tuple[int, int] | None:
+        if unit is None:
+            return None
+        start, end = self._spans.data[2 * unit : 2 * unit + 2].tolist()
+        return int(start), int(end)
 
     def _rank_positive(
         self, scores: FloatArray, query: _Query, top_k: int, budget: int | None
     ) -> list[int]:
         """Ranking when every match scores above zero: bound the winners from below first."""
         if budget is None:
-            rarest = min(query.ids.tolist(), key=lambda tid: self._postings[tid].slots.n)
-            sample = scores[self._postings[rarest].slots.view()]
+            postings = self._docs.postings
+            rarest = min(query.ids.tolist(), key=lambda tid: postings[tid].slots.n)
+            sample = scores[postings[rarest].slots.view()]
             if len(sample) >= top_k:
                 floor = np.partition(sample, len(sample) - top_k)[len(sample) - top_k]
                 if floor > 0:
@@ -721,27 +961,23 @@ class InvertedIndex:
         assert entry is not None
         return entry
 
-    def _contributions(self, slots: list[int], query: _Query) -> list[dict[str, float]]:
-        """What each query term added to each routed document's score, largest first.
-
-        One lookup per term for all the documents at once: postings lists are kept in slot
-        order, so the documents' positions come from a binary search.
-        """
-        winners = np.asarray(slots, dtype=np.int32)
-        table = np.zeros((len(slots), len(query.ids)))
-        for column, (tid, weight) in enumerate(
-            zip(query.ids.tolist(), query.weights.tolist(), strict=True)
-        ):
-            postings = self._postings[tid]
-            held = postings.slots.view()
-            if not len(held):
-                continue
-            at = np.minimum(np.searchsorted(held, winners), len(held) - 1)
-            present = held[at] == winners
-            table[present, column] = weight * self._factor(postings)[at[present]]
+    def _contributions(
+        self, slots: list[int], best: list[int | None], query: _Query, passage_weight: float
+    ) -> list[dict[str, float]]:
+        """What each query term added to each routed document's score, through the document
+        and through its best passage, largest first."""
+        table = self._docs.term_scores(np.asarray(slots, np.int32), query.ids, query.weights)
+        rows = [row for row, unit in enumerate(best) if unit is not None]
+        if rows:
+            units = np.asarray([best[row] for row in rows], np.int32)
+            weights = self._passage_weights(query)
+            table[rows] += passage_weight * self._passages.term_scores(units, query.ids, weights)
         out = []
-        for row in table.tolist():
-            pairs = [(name, value) for name, value in zip(query.names, row, strict=True) if value]
+        rows_of_values: list[list[float]] = table.tolist()
+        for row_values in rows_of_values:
+            pairs = [
+                (name, value) for name, value in zip(query.names, row_values, strict=True) if value
+            ]
             out.append(dict(sorted(pairs, key=lambda kv: -kv[1])))
         return out
 
@@ -749,9 +985,26 @@ class InvertedIndex:
 def _bare(entry: IndexEntry) -> IndexEntry:
     """The entry without its terms: the postings hold them, and a copy per document would
     double the index's memory."""
-    if entry.vector is None and not entry.term_freqs:
+    if entry.vector is None and not entry.term_freqs and entry.passages is None:
         return entry
-    return replace(entry, term_freqs={}, vector=None)
+    return replace(entry, term_freqs={}, vector=None, passages=None)
+
+
+def _passage_terms(
+    hashes: HashArray, counts: np.ndarray, sizes: np.ndarray, known: HashArray, known_ids: IntArray
+) -> tuple[IntArray, F32Array, np.ndarray]:
+    """Passages' terms as term ids, given the (sorted) hashes ``known`` and their ids; also
+    their counts and each passage's number of terms. A term its document lacks can only come
+    from a damaged summary; it is dropped rather than given an id of its own."""
+    if not len(known):
+        return _NO_IDS, np.zeros(0, np.float32), np.zeros(len(sizes), np.int64)
+    at = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
+    valid = known[at] == hashes
+    sizes = np.asarray(sizes, np.int64)
+    if not valid.all():
+        passage_of = np.repeat(np.arange(len(sizes)), sizes)
+        sizes = np.bincount(passage_of[valid], minlength=len(sizes))
+    return known_ids[at[valid]].astype(np.int32), counts[valid].astype(np.float32), sizes
 
 
 def _label_keys(entry: IndexEntry) -> list[tuple[str, str]]:

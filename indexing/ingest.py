@@ -42,8 +42,10 @@ from indexing.extract import Extracted, check_upload, extract, upload_payload
 from indexing.filenames import check_source, sanitise_filename
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
+from indexing.passages import passage_text, split_passages
 from indexing.pool import Pool
 from indexing.store import NewVersion
+from indexing.summary import PassageVectors
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +249,7 @@ def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:
 def _new_version(
     pool: Pool, request: IngestRequest, extracted: Extracted, digest: str
 ) -> NewVersion:
-    terms, length = pool.analyzer.term_frequencies(_indexable_text(request, extracted))
+    summary = summarise(pool, _title(request, extracted), extracted.text)
     _, upload_bytes, mime_type = upload_payload(request.name, request.data, extracted)
     return NewVersion(
         source=request.source,
@@ -264,8 +266,9 @@ def _new_version(
         tags=list(request.tags),
         groups=list(request.groups),
         attributes={**extracted.metadata, **request.attributes},
-        terms=terms,
-        length=length,
+        terms=summary.terms,
+        length=summary.length,
+        passages=summary.passages,
         original=request.data,
         text=extracted.text,
         page_spans=[list(span) for span in extracted.page_spans] if extracted.page_spans else None,
@@ -277,14 +280,32 @@ def _title(request: IngestRequest, extracted: Extracted) -> str:
     return title.strip()[:500] or request.name[:500]
 
 
-def _indexable_text(request: IngestRequest, extracted: Extracted) -> str:
-    return indexable_text(_title(request, extracted), extracted.text)
-
-
 def indexable_text(title: str, text: str) -> str:
     """What the summary is built from: the title is part of what a document is about, even
     when the body never repeats it."""
     return f"{title}\n{text}"
+
+
+@dataclass(frozen=True)
+class DocumentTerms:
+    """A document's BM25 summary: its terms and length, and the same for each passage."""
+
+    terms: dict[str, int]
+    length: int
+    passages: PassageVectors
+
+
+def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
+    """The summary of a document's text, under the pool's analyzer and passage parameters."""
+    analyzer = pool.analyzer
+    terms, length = analyzer.term_frequencies(indexable_text(title, text))
+    passages = []
+    for passage in split_passages(text, pool.config.passages):
+        passage_terms, passage_length = analyzer.term_frequencies(
+            passage_text(title, text, passage)
+        )
+        passages.append((passage_terms, passage_length, (passage.start, passage.end)))
+    return DocumentTerms(terms, length, PassageVectors.from_counts(passages))
 
 
 def _upload(
@@ -359,9 +380,13 @@ def reindex(pool: Pool) -> int:
         for doc in docs:
             if doc.file_id is None:
                 continue
-            text = pool.store.get_content(doc.id).text
-            terms, length = pool.analyzer.term_frequencies(indexable_text(doc.title, text))
-            pool.store.update_summary(file_id=doc.file_id, terms=terms, length=length)
+            summary = summarise(pool, doc.title, pool.store.get_content(doc.id).text)
+            pool.store.update_summary(
+                file_id=doc.file_id,
+                terms=summary.terms,
+                length=summary.length,
+                passages=summary.passages,
+            )
             count += 1
         if cursor is None:
             break

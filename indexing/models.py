@@ -104,7 +104,7 @@ class DocumentsPage(BaseModel):
 
 class Summary(SQLModel, table=True):
     """The BM25 summary of one uploaded version: its terms (as sorted 64-bit hashes, see
-    ``indexing.summary``) with their counts, and its number of terms."""
+    ``indexing.summary``) with their counts, its number of terms, and the same per passage."""
 
     __tablename__ = "summaries"
 
@@ -113,6 +113,10 @@ class Summary(SQLModel, table=True):
     length: int
     term_hashes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     term_counts: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    #: Its passages (``indexing.summary.PassageVectors``); empty in a pool not yet re-indexed.
+    passage_hashes: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    passage_counts: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    passage_layout: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
 
 
 class Content(SQLModel, table=True):

@@ -18,6 +18,7 @@ from indexing.errors import IndexParamsMismatch
 from indexing.extract import DEFAULT_LIMITS, ExtractLimits
 from indexing.files import FilesBackend
 from indexing.index import InvertedIndex
+from indexing.passages import PassageParams
 from indexing.store import Store, sqlite_url
 
 PARAMS_KEY = "index_params"
@@ -33,6 +34,7 @@ class PoolConfig:
     database_url: str | None = None
     analyzer: AnalyzerParams = field(default_factory=AnalyzerParams)
     bm25: BM25Params = field(default_factory=BM25Params)
+    passages: PassageParams = field(default_factory=PassageParams)
     limits: ExtractLimits = DEFAULT_LIMITS
     #: Pending uploads older than this are treated as abandoned even if their owner lives.
     intent_grace_seconds: float = 3600.0
@@ -42,7 +44,11 @@ class PoolConfig:
         return self.database_url or sqlite_url(self.data_dir / "pool.db")
 
     def index_params(self) -> dict[str, Any]:
-        return {"analyzer": self.analyzer.as_dict(), "bm25": self.bm25.as_dict()}
+        return {
+            "analyzer": self.analyzer.as_dict(),
+            "bm25": self.bm25.as_dict(),
+            "passages": self.passages.as_dict(),
+        }
 
 
 class Pool:

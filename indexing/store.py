@@ -42,7 +42,7 @@ from indexing.models import (
     UploadIntent,
     utcnow,
 )
-from indexing.summary import TermVector
+from indexing.summary import PassageVectors, TermVector
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The PostgreSQL advisory lock that orders the pool's writers (any constant all processes share).
@@ -169,6 +169,7 @@ class NewVersion:
     original: bytes
     text: str
     page_spans: list[list[int]] | None
+    passages: PassageVectors | None = None
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ class Store:
                     length=v.length,
                     term_hashes=hashes,
                     term_counts=counts,
+                    **_passage_columns(v.passages),
                 )
             )
             run(delete(tables["contents"]).where(tables["contents"].c.document_id == doc.id))
@@ -483,7 +485,14 @@ class Store:
             session.merge(RetiredFile(file_id=old_file_id, reason="replaced by a re-upload"))
             session.add(Change(op="upsert", document_id=document_id, file_id=new_file_id))
 
-    def update_summary(self, *, file_id: str, terms: dict[str, int], length: int) -> None:
+    def update_summary(
+        self,
+        *,
+        file_id: str,
+        terms: dict[str, int],
+        length: int,
+        passages: PassageVectors | None = None,
+    ) -> None:
         """Replace a summary in place (after a re-index) and log it for live indexes."""
         with self.writing() as session:
             summary = session.get(Summary, file_id)
@@ -491,6 +500,8 @@ class Store:
                 raise DocumentNotFound(f"no summary for {file_id}")
             summary.term_hashes, summary.term_counts = TermVector.from_counts(terms).to_bytes()
             summary.length = length
+            for name, value in _passage_columns(passages).items():
+                setattr(summary, name, value)
             session.add(summary)
             session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
 
@@ -537,6 +548,9 @@ class Store:
             docs.c.attributes,
             sums.c.term_hashes,
             sums.c.term_counts,
+            sums.c.passage_hashes,
+            sums.c.passage_counts,
+            sums.c.passage_layout,
         ).join_from(docs, sums, sums.c.file_id == docs.c.file_id)
         if document_ids is not None:
             query = query.where(docs.c.id.in_(list(document_ids)))
@@ -544,7 +558,8 @@ class Store:
             rows = connection.execution_options(yield_per=5000).execute(query)
             row: Any
             for row in rows:
-                file_id, doc_id, title, length, tokens, tags, groups, attrs, hashes, counts = row
+                file_id, doc_id, title, length, tokens, tags, groups, attrs = row[:8]
+                hashes, counts, passage_hashes, passage_counts, passage_layout = row[8:]
                 yield IndexEntry(
                     file_id=file_id,
                     document_id=doc_id,
@@ -555,6 +570,9 @@ class Store:
                     groups=frozenset(groups),
                     attributes=attrs or {},
                     vector=TermVector.from_bytes(hashes, counts),
+                    passages=None
+                    if passage_layout is None
+                    else PassageVectors.from_bytes(passage_hashes, passage_counts, passage_layout),
                 )
 
     # ----------------------------------------------------------- upload intents, retired files
@@ -604,6 +622,12 @@ def _delete(table: type[SQLModel], condition: Any) -> Any:
     """A DELETE by key. No ORM objects of these rows live in the sessions here, so the
     session is not searched for them (``synchronize_session``), which costs per statement."""
     return delete(table).where(condition).execution_options(synchronize_session=False)
+
+
+def _passage_columns(passages: PassageVectors | None) -> dict[str, bytes | None]:
+    names = ("passage_hashes", "passage_counts", "passage_layout")
+    values = (None, None, None) if passages is None else passages.to_bytes()
+    return dict(zip(names, values, strict=True))
 
 
 def _fields(v: NewVersion) -> dict[str, Any]:

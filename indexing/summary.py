@@ -10,7 +10,7 @@ that any two share a hash is about 3 in 100 million.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,3 +51,68 @@ class TermVector:
 
     def __len__(self) -> int:
         return len(self.hashes)
+
+
+LayoutArray = npt.NDArray[np.uint32]
+
+#: Columns of ``PassageVectors.layout``.
+_SIZE, _LENGTH, _START, _END = range(4)
+
+
+@dataclass(frozen=True, eq=False)
+class PassageVectors:
+    """A document's passages (``indexing.passages``) as the index scores them.
+
+    Every passage's terms as sorted hashes with counts, all passages concatenated, and a layout
+    row per passage: its number of distinct terms (where its run of hashes ends), its length in
+    terms and its character span in the extracted text.
+    """
+
+    hashes: HashArray
+    counts: CountArray
+    layout: LayoutArray  # shape (passages, 4)
+
+    @classmethod
+    def from_counts(
+        cls, passages: Sequence[tuple[Mapping[str, int], int, tuple[int, int]]]
+    ) -> PassageVectors:
+        """From (term → count, length, (start, end)) per passage."""
+        vectors = [TermVector.from_counts(terms) for terms, _, _ in passages]
+        rows = [
+            (len(vector), length, start, end)
+            for vector, (_, length, (start, end)) in zip(vectors, passages, strict=True)
+        ]
+        layout = np.array(rows, dtype=np.uint32).reshape(-1, 4)
+        hashes = np.concatenate([v.hashes for v in vectors]) if vectors else np.zeros(0, np.int64)
+        counts = np.concatenate([v.counts for v in vectors]) if vectors else np.zeros(0, np.uint32)
+        return cls(hashes, counts, layout)
+
+    @classmethod
+    def from_bytes(cls, hashes: bytes, counts: bytes, layout: bytes) -> PassageVectors:
+        return cls(
+            np.frombuffer(hashes, dtype="<i8"),
+            np.frombuffer(counts, dtype="<u4"),
+            np.frombuffer(layout, dtype="<u4").reshape(-1, 4),
+        )
+
+    def to_bytes(self) -> tuple[bytes, bytes, bytes]:
+        return (
+            self.hashes.astype("<i8").tobytes(),
+            self.counts.astype("<u4").tobytes(),
+            self.layout.astype("<u4").tobytes(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.layout)
+
+    @property
+    def sizes(self) -> LayoutArray:
+        return self.layout[:, _SIZE]
+
+    @property
+    def lengths(self) -> LayoutArray:
+        return self.layout[:, _LENGTH]
+
+    @property
+    def spans(self) -> LayoutArray:
+        return self.layout[:, _START : _END + 1]

@@ -202,6 +202,7 @@ def prepare(
         tags=tags,
         filters=filters,
         groups=caller.groups,
+        options=settings.routing_options(),
         explain=False,
     )
     candidates = request_documents(pool, routed)

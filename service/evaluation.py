@@ -4,7 +4,11 @@ throwaway pool with the local Files backend.
 
 Metrics: Recall@k = mean over queries of |relevant ∩ top k| / |relevant| (relevant: grade > 0);
 nDCG@10 as trec_eval computes it (gain = the grade, discount log2(rank + 1), ideal ordering from
-the judged grades); MRR@10 from the first relevant document.
+the judged grades); MRR@10 from the first relevant document. Abstention: the share of the judged
+questions routed to nothing (``abstain_answerable``, lower is better) and, when the dataset has
+an ``unanswerable.jsonl`` of questions no document answers, the share of those routed to nothing
+(``abstain_unanswerable``, higher is better). ``route_ms_p50``: the median time of one ``route``
+call, analyzer included, in this process; ``index_bytes``: the index's arrays.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,7 +29,7 @@ from indexing.errors import InvalidInput
 from indexing.files import LocalFilesBackend
 from indexing.ingest import IngestRequest, ingest
 from indexing.pool import Pool
-from service.router import route
+from service.router import RoutingOptions, route
 from service.settings import Settings
 
 NDCG_DEPTH = 10
@@ -45,6 +51,8 @@ class Dataset:
     corpus: list[dict[str, str]]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    #: Questions no document answers (``unanswerable.jsonl``), if the dataset has them.
+    unanswerable: dict[str, str] | None = None
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -77,7 +85,13 @@ def load_dataset(directory: Path, split: str = "test") -> Dataset:
     qrels = {
         q: rel for q, rel in qrels.items() if q in queries and any(g > 0 for g in rel.values())
     }
-    return Dataset(corpus, queries, qrels)
+    unanswerable_path = directory / "unanswerable.jsonl"
+    unanswerable = (
+        {str(q["_id"]): str(q["text"]) for q in _jsonl(unanswerable_path)}
+        if unanswerable_path.is_file()
+        else None
+    )
+    return Dataset(corpus, queries, qrels, unanswerable)
 
 
 # ----------------------------------------------------------------------------------- metrics
@@ -150,27 +164,66 @@ def build_pool(
 
 
 def evaluate(
-    directory: Path, *, split: str = "test", cutoffs: Sequence[int] = (1, 3, 10), settings: Settings
+    directory: Path,
+    *,
+    split: str = "test",
+    cutoffs: Sequence[int] = (1, 3, 10),
+    settings: Settings,
+    options: RoutingOptions | None = None,
 ) -> dict[str, Any]:
+    """The metrics of routing as configured (or with ``options``) on a dataset."""
+    methods = {"configured": options or settings.routing_options()}
+    return compare(directory, methods, split=split, cutoffs=cutoffs, settings=settings)[
+        "configured"
+    ]
+
+
+def compare(
+    directory: Path,
+    methods: dict[str, RoutingOptions],
+    *,
+    split: str = "test",
+    cutoffs: Sequence[int] = (1, 3, 10),
+    settings: Settings,
+) -> dict[str, dict[str, Any]]:
+    """The metrics of several ways of routing, over one pool built once: method → metrics."""
     dataset = load_dataset(directory, split)
-    depth = max(max(cutoffs), NDCG_DEPTH, MRR_DEPTH)
     with tempfile.TemporaryDirectory(prefix="kpool-eval-") as tmp:
         pool, corpus_ids = build_pool(dataset.corpus, settings, Path(tmp))
         try:
-            runs = {
-                qid: _ranked_corpus_ids(pool, dataset.queries[qid], depth, corpus_ids)
-                for qid in dataset.qrels
+            return {
+                name: _measure(pool, dataset, corpus_ids, options, cutoffs)
+                for name, options in methods.items()
             }
         finally:
             pool.close()
-    return summarise(runs, dataset.qrels, cutoffs)
 
 
-def _ranked_corpus_ids(
-    pool: Pool, question: str, depth: int, corpus_ids: dict[str, list[str]]
-) -> list[str]:
-    result = route(pool, question, top_k=depth, explain=False)
-    ranked: list[str] = []
-    for doc in result.documents:
-        ranked.extend(corpus_ids.get(doc.document_id, []))
-    return ranked
+def _measure(
+    pool: Pool,
+    dataset: Dataset,
+    corpus_ids: dict[str, list[str]],
+    options: RoutingOptions,
+    cutoffs: Sequence[int],
+) -> dict[str, Any]:
+    depth = max(max(cutoffs), NDCG_DEPTH, MRR_DEPTH)
+    timings: list[float] = []
+
+    def ranked(question: str) -> list[str]:
+        started = time.perf_counter()
+        result = route(pool, question, top_k=depth, options=options, explain=False)
+        timings.append(time.perf_counter() - started)
+        return [cid for doc in result.documents for cid in corpus_ids.get(doc.document_id, [])]
+
+    runs = {qid: ranked(dataset.queries[qid]) for qid in dataset.qrels}
+    metrics = summarise(runs, dataset.qrels, cutoffs)
+    metrics["abstain_answerable"] = _mean(float(not runs[q]) for q in dataset.qrels)
+    if dataset.unanswerable is not None:
+        metrics["unanswerable"] = len(dataset.unanswerable)
+        metrics["abstain_unanswerable"] = _mean(
+            float(not ranked(text)) for text in dataset.unanswerable.values()
+        )
+    metrics["route_ms_p50"] = round(1000 * statistics.median(timings), 3) if timings else 0.0
+    passages = options.passage_weight > 0
+    metrics["index_bytes"] = pool.index.memory_bytes(passages=passages)
+    return metrics

@@ -3,7 +3,10 @@
 BM25 over the live index picks the top-k documents the caller may see (groups, tags and
 attribute filters apply *before* ranking, so the k are the best of the allowed documents),
 within a token budget; a question that matches no term of any document routes to nothing,
-never to arbitrary zero-score documents.
+never to arbitrary zero-score documents. A document scores by its whole text and by its best
+passage (``indexing.index``). A question whose informative terms the best document mostly
+lacks routes to nothing too (``RoutingOptions.min_coverage``): better no answer than a
+confident one from the wrong policy.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ from indexing.pool import Pool
 
 
 @dataclass(frozen=True)
+class RoutingOptions:
+    """How questions are scored; the service builds them from its settings."""
+
+    #: Drop the words that only make a sentence a question (``Analyzer.question_terms``).
+    drop_question_words: bool = True
+    #: How much a document's best passage adds to its whole-text score (0: documents only).
+    passage_weight: float = 1.0
+    #: Route nothing when the best document holds less than this share of the question's
+    #: IDF-weighted terms (0: never abstain).
+    min_coverage: float = 0.0
+
+
+@dataclass(frozen=True)
 class RoutedDocument:
     document_id: str
     file_id: str
@@ -24,6 +40,8 @@ class RoutedDocument:
     score: float
     token_estimate: int
     matched_terms: dict[str, float] = field(default_factory=dict)
+    #: Character span, in the extracted text, of the passage that matched best.
+    passage: tuple[int, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +51,9 @@ class RoutedDocument:
             "score": round(self.score, 6),
             "token_estimate": self.token_estimate,
             "matched_terms": {t: round(c, 6) for t, c in self.matched_terms.items()},
+            "passage": None
+            if self.passage is None
+            else {"start_char": self.passage[0], "end_char": self.passage[1]},
         }
 
 
@@ -55,13 +76,16 @@ class Route:
         }
 
 
-def query_terms(pool: Pool, question: str, earlier: Sequence[str] = ()) -> list[str]:
+def query_terms(
+    pool: Pool, question: str, earlier: Sequence[str] = (), *, drop_question_words: bool = True
+) -> list[str]:
     """The question's terms; in a follow-up, the earlier questions' terms too at half weight
     ("and for contractors?" after a question about leave is about leave for contractors)."""
-    terms = pool.analyzer.question_terms(question)
+    analyze = pool.analyzer.question_terms if drop_question_words else pool.analyzer.terms
+    terms = analyze(question)
     if not earlier:
         return terms
-    return terms + terms + [t for text in earlier for t in pool.analyzer.question_terms(text)]
+    return terms + terms + [t for text in earlier for t in analyze(text)]
 
 
 def route(
@@ -74,6 +98,7 @@ def route(
     groups: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
     filters: Filters | None = None,
+    options: RoutingOptions = RoutingOptions(),
     explain: bool = True,
 ) -> Route:
     """The documents to answer ``question`` from, best first.
@@ -83,7 +108,7 @@ def route(
     ``tags``: documents must carry all of them. ``filters``: the request's tags and attribute
     conditions (``indexing.filters``), on top of the caller's groups, never instead of them.
     """
-    terms = query_terms(pool, question, earlier)
+    terms = query_terms(pool, question, earlier, drop_question_words=options.drop_question_words)
     hits = pool.index.search(
         terms,
         top_k=top_k,
@@ -91,6 +116,8 @@ def route(
         tags=tags,
         filters=filters,
         token_budget=token_budget,
+        passage_weight=options.passage_weight,
+        min_coverage=options.min_coverage,
         explain=explain,
     )
     documents = [
@@ -101,6 +128,7 @@ def route(
             score=hit.score,
             token_estimate=hit.entry.token_estimate,
             matched_terms=hit.contributions,
+            passage=hit.passage,
         )
         for hit in hits
     ]

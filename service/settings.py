@@ -27,7 +27,9 @@ from indexing.analyzer import STOPWORD_SETS, AnalyzerParams
 from indexing.bm25 import VARIANTS, BM25Params
 from indexing.errors import ConfigurationError
 from indexing.extract import ExtractLimits
+from indexing.passages import PassageParams
 from indexing.pool import PoolConfig
+from service.router import RoutingOptions
 
 FilesBackendName = Literal["auto", "local", "anthropic"]
 
@@ -75,6 +77,20 @@ class Settings(BaseSettings):
     token_budget: int = Field(
         default=150_000, ge=1, description="Estimated tokens the routed documents may use."
     )
+    passage_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="How much a document's best passage adds to its score (0: whole documents).",
+    )
+    min_coverage: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Route nothing when the best document holds less than this share of the "
+        "question's weighted terms (0: never).",
+    )
+    passage_window: int = Field(default=300, ge=1, description="Words per passage window.")
+    passage_stride: int = Field(default=150, ge=1, description="Words between window starts.")
     bm25_variant: str = Field(default="lucene", description="lucene or okapi.")
     bm25_k1: float = Field(default=1.2, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
@@ -161,6 +177,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _stride_within_window(self) -> Settings:
+        if self.passage_stride > self.passage_window:
+            raise ValueError(
+                f"KPOOL_PASSAGE_STRIDE ({self.passage_stride}) must not exceed "
+                f"KPOOL_PASSAGE_WINDOW ({self.passage_window}): windows would leave gaps"
+            )
+        return self
+
     def deprecated_model_warning(self) -> str | None:
         """A warning when the configured model is in the pinned SDK's deprecated list."""
         from anthropic._data.deprecated_models import DEPRECATED_MODELS
@@ -176,6 +201,9 @@ class Settings(BaseSettings):
             return "anthropic" if self.anthropic_api_key else "local"
         return self.files_backend
 
+    def routing_options(self) -> RoutingOptions:
+        return RoutingOptions(passage_weight=self.passage_weight, min_coverage=self.min_coverage)
+
     def pool_config(self) -> PoolConfig:
         return PoolConfig(
             data_dir=self.home,
@@ -184,6 +212,7 @@ class Settings(BaseSettings):
                 stemmer=self.analyzer_stemmer, stopwords=self.analyzer_stopwords
             ),
             bm25=BM25Params(k1=self.bm25_k1, b=self.bm25_b, variant=self.bm25_variant),
+            passages=PassageParams(window=self.passage_window, stride=self.passage_stride),
             limits=ExtractLimits(max_bytes=self.max_file_bytes, max_pages=self.max_pdf_pages),
         )
 

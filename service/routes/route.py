@@ -21,6 +21,13 @@ class RouteRequest(BaseModel):
     token_budget: int | None = Field(default=None, ge=1)
 
 
+class PassageSpan(BaseModel):
+    """Where the document's best-matching passage lies in its extracted text."""
+
+    start_char: int
+    end_char: int
+
+
 class RoutedDocumentOut(BaseModel):
     document_id: str
     file_id: str
@@ -28,6 +35,7 @@ class RoutedDocumentOut(BaseModel):
     score: float
     token_estimate: int
     matched_terms: dict[str, float]
+    passage: PassageSpan | None = None
 
 
 class RouteResponse(BaseModel):
@@ -52,5 +60,6 @@ async def post_route(
         tags=body.tags,
         filters=request_filters(body.filters),
         groups=caller.groups,
+        options=settings.routing_options(),
     )
     return RouteResponse.model_validate(result.as_dict())

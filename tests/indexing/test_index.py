@@ -518,7 +518,7 @@ def test_stale_postings_are_dropped_and_scores_stay_the_same() -> None:
     index = build(entries)
     for one in entries[:30]:
         index.remove(one.file_id)
-    postings = index._postings[index._vocab[term_hash("shared")]]
+    postings = index._docs.postings[index._vocab[term_hash("shared")]]
     assert postings.slots.n < 40  # stale entries of removed documents were dropped
     assert_same_scores(index, build(entries[30:]), ["shared", "own35 shared", "own3"])
 

@@ -15,6 +15,7 @@ from typing import Any
 import anthropic
 import pytest
 from sqlalchemy import func
+from sqlalchemy import text as text_sql
 from sqlmodel import select
 
 from indexing.analyzer import AnalyzerParams
@@ -33,7 +34,7 @@ from indexing.ingest import (
     reupload,
 )
 from indexing.models import Content, Summary
-from indexing.pool import Pool
+from indexing.pool import PARAMS_KEY, Pool
 from tests.factories import make_docx, make_pdf
 from tests.fakes.anthropic_server import FakeAnthropic
 
@@ -298,6 +299,72 @@ def test_reindex_rebuilds_summaries_and_adopts_the_new_parameters(open_pool: Ope
     assert reopened.index.document_frequency("the") == 1  # a stopword before, a term now
     with pytest.raises(IndexParamsMismatch, match=r"analyzer\.stopwords"):
         open_pool()
+
+
+HANDBOOK = """# Employee handbook
+
+## Office hours
+
+The office opens at eight and closes at six. Visitors sign in at reception.
+
+## Leave
+
+### Sick leave
+
+Tell your manager before ten on the first day of sickness; a doctor's note is needed after
+five days.
+
+### Parental leave
+
+Parents take up to twenty weeks of paid parental leave within a year of the birth.
+"""
+
+
+def test_ingest_stores_passages_that_follow_the_documents_sections(pool: Pool) -> None:
+    outcome = add(pool, "/docs/handbook.md", HANDBOOK)
+    (entry,) = pool.store.index_entries([outcome.document_id])
+    assert entry.passages is not None
+    text = pool.store.get_content(outcome.document_id).text
+    bodies = [text[start:end] for start, end in entry.passages.spans.tolist()]
+    assert [b.split()[:2] for b in bodies] == [
+        ["The", "office"],
+        ["Tell", "your"],
+        ["Parents", "take"],
+    ]
+
+
+def test_routing_points_at_the_passage_that_answers(pool: Pool) -> None:
+    outcome = add(pool, "/docs/handbook.md", HANDBOOK)
+    text = pool.store.get_content(outcome.document_id).text
+    (hit,) = pool.index.search(pool.analyzer.question_terms("doctor's note when sick?"), top_k=3)
+    assert hit.passage is not None
+    assert text[hit.passage[0] : hit.passage[1]].startswith("Tell your manager")
+
+
+def test_a_pool_indexed_before_passages_asks_for_a_reindex_that_adds_them(
+    open_pool: OpenPool,
+) -> None:
+    outcome = add(open_pool(), "/docs/handbook.md", HANDBOOK)
+    older = open_pool()
+    stored = older.store.get_meta(PARAMS_KEY)
+    assert stored is not None
+    older.store.set_meta(PARAMS_KEY, {k: v for k, v in stored.items() if k != "passages"})
+    with older.store.writing() as session:
+        session.execute(
+            text_sql(
+                "UPDATE summaries SET passage_hashes = NULL, passage_counts = NULL, "
+                "passage_layout = NULL"
+            )
+        )
+
+    with pytest.raises(IndexParamsMismatch, match=r"passages\.window.*kpool reindex"):
+        open_pool()
+    assert reindex(open_pool(check_params=False)) == 1
+
+    reopened = open_pool()
+    (entry,) = reopened.store.index_entries([outcome.document_id])
+    assert entry.passages is not None and len(entry.passages) == 3
+    assert reopened.index.passage_count == 3
 
 
 # ----------------------------------------------------------------- through the fake Files API

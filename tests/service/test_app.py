@@ -38,6 +38,8 @@ def test_route_finds_the_policy_that_answers(client: TestClient) -> None:
     assert first["matched_terms"]["annual"] > 0
     assert sum(first["matched_terms"].values()) == pytest.approx(first["score"], rel=1e-4)
     assert len(body["documents"]) <= 3
+    # where in the document's text the best-matching passage lies
+    assert 0 <= first["passage"]["start_char"] < first["passage"]["end_char"]
 
 
 def test_route_returns_nothing_when_no_term_matches(client: TestClient) -> None:

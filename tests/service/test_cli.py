@@ -188,6 +188,14 @@ def test_invalid_setting_names_the_variable(home: Path) -> None:
     assert "KPOOL_TOP_K" in result.output
 
 
+def test_a_passage_stride_longer_than_the_window_is_refused(home: Path) -> None:
+    result = kpool(
+        home, "route", "annual leave", KPOOL_PASSAGE_WINDOW="100", KPOOL_PASSAGE_STRIDE="200"
+    )
+    assert result.exit_code == 1
+    assert "KPOOL_PASSAGE_STRIDE (200) must not exceed KPOOL_PASSAGE_WINDOW (100)" in result.output
+
+
 def test_eval_prints_exactly_the_documented_keys(tmp_path: Path) -> None:
     dataset = tmp_path / "beir"
     (dataset / "qrels").mkdir(parents=True)
@@ -197,20 +205,28 @@ def test_eval_prints_exactly_the_documented_keys(tmp_path: Path) -> None:
         {"_id": "d3", "title": "Travel", "text": "Book flights through the travel desk."},
     ]
     queries = [{"_id": "q1", "text": "how many leave days"}, {"_id": "q2", "text": "receipts"}]
+    unanswerable = [{"_id": "u1", "text": "parking permits"}, {"_id": "u2", "text": "travel"}]
     (dataset / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
+    (dataset / "unanswerable.jsonl").write_text("\n".join(json.dumps(q) for q in unanswerable))
     (dataset / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
     (dataset / "qrels" / "test.tsv").write_text(
         "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n"
     )
     result = kpool(tmp_path / "unused", "eval", str(dataset), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {
+    metrics = json.loads(result.stdout)
+    assert metrics.pop("route_ms_p50") > 0 and metrics.pop("index_bytes") > 0
+    assert metrics == {
         "queries": 2,
         "recall@1": 1.0,
         "recall@3": 1.0,
         "recall@10": 1.0,
         "ndcg@10": 1.0,
         "mrr@10": 1.0,
+        "abstain_answerable": 0.0,
+        "unanswerable": 2,
+        # "parking permits" matches nothing; "travel" matches the travel page (no threshold)
+        "abstain_unanswerable": 0.5,
     }
 
 

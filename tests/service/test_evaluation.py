@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 
-from service.evaluation import evaluate, mrr_at, ndcg_at, recall_at, summarise
+from service.evaluation import compare, evaluate, mrr_at, ndcg_at, recall_at, summarise
+from service.router import RoutingOptions
 from service.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -60,6 +62,64 @@ def test_scifact_ndcg_at_10_reaches_published_lucene_bm25(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_18f_handbook_questions_are_routed_through_the_service_route(tmp_path: Path) -> None:
     metrics = evaluate(_dataset("18f-handbook-qa"), settings=Settings(home=tmp_path))
-    assert set(metrics) == {"queries", "recall@1", "recall@3", "recall@10", "ndcg@10", "mrr@10"}
-    assert metrics["queries"] == 100
+    assert set(metrics) == {
+        "queries",
+        "recall@1",
+        "recall@3",
+        "recall@10",
+        "ndcg@10",
+        "mrr@10",
+        "abstain_answerable",
+        "unanswerable",
+        "abstain_unanswerable",
+        "route_ms_p50",
+        "index_bytes",
+    }
+    assert metrics["queries"] == 100 and metrics["unanswerable"] == 10
     assert metrics["recall@10"] >= metrics["recall@3"] >= metrics["recall@1"] > 0
+
+
+def _write_dataset(root: Path) -> Path:
+    """Three policies, two answerable questions and two that no policy answers."""
+    (root / "qrels").mkdir(parents=True)
+    corpus = [
+        {"_id": "leave", "title": "Annual leave", "text": "Staff get 25 days of annual leave."},
+        {"_id": "expenses", "title": "Expenses", "text": "Keep receipts for every claim."},
+        {"_id": "travel", "title": "Travel", "text": "Book flights through the travel desk."},
+    ]
+    queries = [
+        {"_id": "q1", "text": "how many days of annual leave"},
+        {"_id": "q2", "text": "receipts for a claim"},
+    ]
+    unanswerable = [
+        {"_id": "u1", "text": "is there a gym discount"},
+        {"_id": "u2", "text": "gym membership for travel staff"},
+    ]
+    for name, rows in (("corpus", corpus), ("queries", queries), ("unanswerable", unanswerable)):
+        (root / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (root / "qrels" / "test.tsv").write_text("q1\tleave\t1\nq2\texpenses\t1\n")
+    return root
+
+
+def test_abstention_is_measured_on_both_kinds_of_question(tmp_path: Path) -> None:
+    dataset = _write_dataset(tmp_path / "data")
+    settings = Settings(home=tmp_path / "home")
+    methods = {
+        "never": RoutingOptions(min_coverage=0.0),
+        "coverage": RoutingOptions(min_coverage=0.6),
+    }
+    results = compare(dataset, methods, settings=settings)
+    # Without a threshold only the question matching no word at all routes to nothing; with
+    # one, "gym membership for travel staff" (the best page holds "travel" and "staff" only)
+    # is refused too, while both answerable questions, fully covered, still route.
+    assert results["never"]["abstain_unanswerable"] == 0.5
+    assert results["coverage"]["abstain_unanswerable"] == 1.0
+    assert results["never"]["abstain_answerable"] == results["coverage"]["abstain_answerable"] == 0
+    assert results["coverage"]["recall@1"] == 1.0
+
+
+def test_a_dataset_without_unanswerable_questions_reports_no_such_rate(tmp_path: Path) -> None:
+    dataset = _write_dataset(tmp_path / "data")
+    (dataset / "unanswerable.jsonl").unlink()
+    metrics = evaluate(dataset, settings=Settings(home=tmp_path / "home"))
+    assert "abstain_unanswerable" not in metrics and metrics["abstain_answerable"] == 0.0

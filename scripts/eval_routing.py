@@ -1,0 +1,106 @@
+"""Routing quality by method: the README's routing table, in one run.
+
+Every method routes through the service's own ``route`` (``service.router``) over one pool per
+dataset, built once by the same ingest the service uses (``service.evaluation.compare``), so the
+rows differ only in how questions are scored:
+
+* ``BM25, documents``: whole-document BM25 (stemmed, Lucene IDF), every word of the question;
+* ``+ question words dropped``: "how do I", "am I allowed to" and the like leave the question;
+* ``+ best passage``: a document scores by its whole text plus its best passage (the default);
+* ``+ coverage ≥ X``: the same, routing nothing when the best document holds less than X of the
+  question's IDF-weighted terms (``KPOOL_MIN_COVERAGE``).
+
+Columns: Recall@1/3/10 and nDCG@10 over the answerable questions; abstention on the questions no
+document answers (``unanswerable.jsonl``, where the dataset has it) and on the answerable ones;
+the median ``route`` time in this process, analyzer included; the index's arrays per document.
+
+Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import _bench_common as common  # also puts the repository root on sys.path
+
+from service.evaluation import compare
+from service.router import RoutingOptions
+from service.settings import Settings
+
+COVERAGE = 0.4
+METHODS = {
+    "BM25, documents": RoutingOptions(drop_question_words=False, passage_weight=0.0),
+    "+ question words dropped": RoutingOptions(passage_weight=0.0),
+    "+ best passage (default)": RoutingOptions(),
+    f"+ coverage ≥ {COVERAGE}": RoutingOptions(min_coverage=COVERAGE),
+}
+
+
+def measure(names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """dataset → method → metrics, for the datasets present under ``../shared/data``."""
+    results = {}
+    for name in names:
+        directory = common.DATA / name
+        if not (directory / "corpus.jsonl").is_file():
+            common.progress(f"skipping {name}: {directory} is not available")
+            continue
+        common.progress(f"{name}: ingesting and routing ...")
+        with tempfile.TemporaryDirectory(prefix="kpool-eval-routing-") as home:
+            settings = Settings(home=Path(home))
+            metrics = compare(directory, METHODS, settings=settings)
+        corpus_size = sum(1 for line in (directory / "corpus.jsonl").open() if line.strip())
+        for row in metrics.values():
+            row["bytes_per_document"] = round(row["index_bytes"] / corpus_size)
+        results[name] = metrics
+    return results
+
+
+def render(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    headers = [
+        "dataset",
+        "method",
+        "R@1",
+        "R@3",
+        "R@10",
+        "nDCG@10",
+        "abstains: unanswerable",
+        "abstains: answerable",
+        "route p50 ms",
+        "index bytes/doc",
+    ]
+    rows = []
+    for dataset, methods in results.items():
+        for method, m in methods.items():
+            unanswerable = m.get("abstain_unanswerable")
+            rows.append(
+                [
+                    dataset,
+                    method,
+                    m["recall@1"],
+                    m["recall@3"],
+                    m["recall@10"],
+                    m["ndcg@10"],
+                    "—" if unanswerable is None else f"{unanswerable:.0%}",
+                    f"{m['abstain_answerable']:.0%}",
+                    m["route_ms_p50"],
+                    m["bytes_per_document"],
+                ]
+            )
+    return common.table(headers, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default="18f-handbook-qa,scifact")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args()
+    results = measure([n.strip() for n in args.datasets.split(",") if n.strip()])
+    print(json.dumps(results, indent=2) if args.json else render(results))
+
+
+if __name__ == "__main__":
+    main()
