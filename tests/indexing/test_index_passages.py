@@ -645,9 +645,13 @@ def test_passages_cost_memory_that_memory_bytes_without_passages_leaves_out() ->
 
 
 def test_without_passages_memory_bytes_is_the_same_either_way() -> None:
-    plain = build([whole(d).entry() for d in CORPUS])
-    assert plain.passage_count == 0
-    assert plain.memory_bytes() == plain.memory_bytes(passages=False)
+    loaded = build([whole(d).entry() for d in CORPUS])
+    added = InvertedIndex()
+    for one in CORPUS:
+        added.add(whole(one).entry())
+    for plain in (loaded, added):
+        assert plain.passage_count == 0
+        assert plain.memory_bytes() == plain.memory_bytes(passages=False)
 
 
 # --------------------------------------------------------------------------------------------
