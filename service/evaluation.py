@@ -173,9 +173,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """The metrics of routing as configured (or with ``options``) on a dataset."""
     methods = {"configured": options or settings.routing_options()}
-    return compare(directory, methods, split=split, cutoffs=cutoffs, settings=settings)[
-        "configured"
-    ]
+    results = compare(directory, methods, split=split, cutoffs=cutoffs, settings=settings)
+    return results["configured"]
 
 
 def compare(
