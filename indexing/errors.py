@@ -110,6 +110,10 @@ class ConfigurationError(PoolError):
     kind = "configuration_error"
 
 
+class SemanticUnavailable(ConfigurationError):
+    """Semantic routing is on but its model cannot be loaded (not installed, or other bytes)."""
+
+
 class UpstreamError(PoolError):
     """The Files or Messages backend failed."""
 

@@ -31,6 +31,14 @@ score is its whole-text BM25 plus ``passage_weight`` times the BM25 of its best 
 policy that answers a question in one section is no longer outscored by a short page that
 mentions every term once. Passages are appended in document order, so they stay grouped by
 document slot, and they are renumbered together with the documents.
+
+Meaning. With semantic routing (``indexing.semantic``) each passage also brings a sentence
+vector, kept in one matrix row per passage unit. A question's vector against that matrix gives
+each document its best passage's cosine similarity. The two scores are fused by a convex
+combination, ``(1 - w)·bm25 + w·similarity``, after scaling each to [0, 1] over the allowed
+documents (BM25 by its best score, similarity between its lowest and highest). Unlike fusing
+ranks, this keeps how far apart the candidates are; the README compares it with reciprocal rank
+fusion. A question that matches no term of any document still routes to nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from indexing.summary import HashArray, PassageVectors, TermVector, term_hash
 IntArray = npt.NDArray[np.int32]
 F32Array = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
+F32Matrix = npt.NDArray[np.float32]
 
 _MIN_CAPACITY = 4
 _COMPACT_MIN_DEAD = 1024
@@ -134,6 +143,47 @@ class _GrowableArray:
 
     def view(self) -> np.ndarray:
         return self.data[: self.n]
+
+
+class _Embeddings:
+    """One sentence vector per passage unit, as float32 rows, and whether the passage came with
+    one (its row is zeros if not). No matrix at all until the first vector arrives."""
+
+    __slots__ = ("data", "n", "present")
+
+    def __init__(self) -> None:
+        self.data: F32Matrix | None = None
+        self.n = 0
+        self.present = _GrowableArray(np.bool_)
+
+    @classmethod
+    def wrap(cls, rows: F32Matrix | None, present: BoolArray) -> _Embeddings:
+        embeddings = cls()
+        embeddings.data, embeddings.n = rows, len(present)
+        embeddings.present = _GrowableArray.wrap(present)
+        return embeddings
+
+    def extend(self, rows: np.ndarray | None, count: int) -> None:
+        """Rows for ``count`` new passage units (``None``: they come without vectors)."""
+        if rows is not None and self.data is None:
+            self.data = np.zeros((max(self.n + count, _MIN_CAPACITY), rows.shape[1]), np.float32)
+        # A vector of another width comes from another model: not comparable, so left out.
+        fits = rows is not None and self.data is not None and rows.shape[1] == self.data.shape[1]
+        if self.data is not None:
+            needed = self.n + count
+            if needed > len(self.data):
+                grown = np.zeros((max(needed, 2 * len(self.data)), self.data.shape[1]), np.float32)
+                grown[: self.n] = self.data[: self.n]
+                self.data = grown
+            self.data[self.n : needed] = rows if fits else 0.0
+        self.present.extend(np.full(count, fits))
+        self.n += count
+
+    def view(self) -> F32Matrix | None:
+        return None if self.data is None else self.data[: self.n]
+
+    def memory_bytes(self) -> int:
+        return 0 if self.data is None else self.data.nbytes + self.present.data.nbytes
 
 
 class _Column:
@@ -433,6 +483,7 @@ class InvertedIndex:
         self._doc_passages: list[_Passages | None] = []
         self._owner = _GrowableArray(np.int32)  # passage unit -> document slot
         self._spans = _GrowableArray(np.uint32)  # passage unit -> (start, end), flattened
+        self._embeddings = _Embeddings()  # passage unit -> sentence vector
         self._slot_of: dict[str, int] = {}
         self._file_of_document: dict[str, str] = {}
         self._labels: dict[tuple[str, str], _GrowableArray] = {}
@@ -472,9 +523,9 @@ class InvertedIndex:
         tid = self._vocab.get(term_hash(term))
         return 0 if tid is None else int(self._docs.df.data[tid])
 
-    def memory_bytes(self, *, passages: bool = True) -> int:
+    def memory_bytes(self, *, passages: bool = True, embeddings: bool = True) -> int:
         """Bytes held by the numpy arrays (postings, per-document terms and per-slot data);
-        without ``passages``, what the index would hold with none."""
+        without ``passages`` or ``embeddings``, what the index would hold with none."""
         with self._lock:
             total = self._docs.memory_bytes()
             total += sum(ids.nbytes for ids in self._doc_terms if ids is not None)
@@ -483,6 +534,8 @@ class InvertedIndex:
                 total += self._passages.memory_bytes()
                 total += sum(p.ids.nbytes for p in self._doc_passages if p is not None)
                 arrays += [self._owner, self._spans]
+                if embeddings:
+                    total += self._embeddings.memory_bytes()
             for columns in self._columns.values():
                 arrays += [a for column in columns.values() for a in (column.slots, column.keys)]
             return total + sum(a.data.nbytes for a in arrays)
@@ -611,6 +664,7 @@ class InvertedIndex:
             np.repeat(np.arange(len(entries), dtype=np.int32), counts)
         )
         self._spans = _GrowableArray.wrap(layout[:, 2:4].reshape(-1).copy())
+        self._embeddings = _load_embeddings(with_passages)
         firsts = (np.cumsum(counts) - counts).tolist()
         terms_per_document = np.bincount(
             self._owner.view(), weights=sizes, minlength=len(entries)
@@ -671,6 +725,7 @@ class InvertedIndex:
         first = self._passages.append(passage_ids, tfs, sizes, passages.lengths)
         self._owner.extend(np.full(len(passages), slot, np.int32))
         self._spans.extend(passages.spans.reshape(-1))
+        self._embeddings.extend(passages.embeddings, len(passages))
         self._doc_passages.append(_Passages(first, len(passages), passage_ids))
 
     def _remove_locked(self, file_id: str) -> bool:
@@ -714,6 +769,10 @@ class InvertedIndex:
         kept = passage_numbers >= 0
         owner = slot_numbers[self._owner.view()[kept]]
         spans = self._spans.view().reshape(-1, 2)[kept]
+        vectors = self._embeddings.view()
+        embeddings = _Embeddings.wrap(
+            None if vectors is None else vectors[kept], self._embeddings.present.view()[kept]
+        )
         self._reset_slots()
         self._load_slots([entry for entry, _, _ in live])
         self._doc_terms = [ids for _, ids, _ in live]
@@ -722,6 +781,7 @@ class InvertedIndex:
         ]
         self._owner = _GrowableArray.wrap(owner.astype(np.int32))
         self._spans = _GrowableArray.wrap(spans.reshape(-1).copy())
+        self._embeddings = embeddings
 
     # ------------------------------------------------------------------------ labels (filters)
 
@@ -852,6 +912,8 @@ class InvertedIndex:
         token_budget: int | None = None,
         passage_weight: float = 1.0,
         min_coverage: float = 0.0,
+        query_vector: np.ndarray | None = None,
+        semantic_weight: float = 0.5,
         explain: bool = True,
     ) -> list[Hit]:
         """The best ``top_k`` documents matching at least one query term, best first.
@@ -860,7 +922,8 @@ class InvertedIndex:
         are excluded before ranking. With ``token_budget``, documents are taken in rank order
         while their token estimates fit; one that does not fit is skipped for the next.
         ``min_coverage``: return nothing unless the best document holds at least this share of
-        the question's weight (see ``coverage``).
+        the question's weight (see ``coverage``). ``query_vector``: the question's sentence
+        vector, to fuse the passages' semantic ranking with BM25's at ``semantic_weight``.
         """
         if top_k <= 0:
             return []
@@ -871,7 +934,14 @@ class InvertedIndex:
             scored = self._accumulate(query, passage_weight)
             scores, matched = scored.scores, scored.matched
             mask = allowed if allowed is not None else self._allowed_locked(groups, tags, filters)
-            if matched is None:
+            similarities = None
+            if query_vector is not None and semantic_weight > 0 and self._embeddings.n:
+                similarities = self._similarities(query_vector)
+            if similarities is not None:
+                ranked, scores = self._fuse(
+                    scores, matched, mask, similarities, semantic_weight, top_k, token_budget
+                )
+            elif matched is None:
                 if mask is not None:
                     scores[~mask[: len(scores)]] = 0.0
                 ranked = self._rank_positive(scores, query, top_k, token_budget)
@@ -881,7 +951,9 @@ class InvertedIndex:
                 ranked = self._rank(scores, np.flatnonzero(matched), top_k, token_budget)
             if ranked and min_coverage > 0 and self._coverage(ranked[0], query) < min_coverage:
                 return []
-            best = [self._best_passage(slot, scored.passage_scores) for slot in ranked]
+            best = [
+                self._best_passage(slot, scored.passage_scores, similarities) for slot in ranked
+            ]
             explained = (
                 self._contributions(ranked, best, query, passage_weight)
                 if explain
@@ -898,14 +970,67 @@ class InvertedIndex:
         total = float(np.abs(query.weights).sum())
         return float(np.abs(query.weights)[table[0] != 0].sum()) / total if total else 0.0
 
-    def _best_passage(self, slot: int, passage_scores: FloatArray | None) -> int | None:
-        """The passage unit that scored best for this document, if any scored."""
+    def _best_passage(
+        self, slot: int, passage_scores: FloatArray | None, similarities: F32Array | None = None
+    ) -> int | None:
+        """The passage unit that scored best for this document, if any scored; failing that,
+        the one closest in meaning."""
         passages = self._doc_passages[slot]
-        if passage_scores is None or passages is None or not passages.count:
+        if passages is None or not passages.count:
             return None
-        own = passage_scores[passages.first : passages.first + passages.count]
-        best = int(np.argmax(own))
-        return passages.first + best if own[best] > 0 else None
+        window = slice(passages.first, passages.first + passages.count)
+        if passage_scores is not None:
+            own = passage_scores[window]
+            best = int(np.argmax(own))
+            if own[best] > 0:
+                return passages.first + best
+        if similarities is not None:
+            return passages.first + int(np.argmax(similarities[window]))
+        return None
+
+    def _similarities(self, vector: np.ndarray) -> F32Array | None:
+        """Every passage unit's cosine similarity to the question (vectors are unit length)."""
+        matrix = self._embeddings.view()
+        if matrix is None or vector.shape != (matrix.shape[1],):
+            return None
+        similarities = np.asarray(matrix @ vector.astype(np.float32), dtype=np.float32)
+        similarities[~self._embeddings.present.view()] = -np.inf
+        return similarities
+
+    def _fuse(
+        self,
+        scores: FloatArray,
+        matched: BoolArray | None,
+        mask: BoolArray | None,
+        similarities: F32Array,
+        semantic_weight: float,
+        top_k: int,
+        budget: int | None,
+    ) -> tuple[list[int], FloatArray]:
+        """A convex combination of BM25 and best-passage similarity, each scaled to [0, 1]
+        over the allowed documents; returns the ranked slots and their fused scores."""
+        slots = len(scores)
+        allowed = self._docs.alive.view()[:slots].copy()
+        if mask is not None:
+            allowed &= mask[:slots]
+        lexical = matched & allowed if matched is not None else (scores > 0) & allowed
+        words = np.where(lexical, np.maximum(scores, 0.0), 0.0)
+        if words.max() > 0:
+            words /= words.max()
+        closest = np.full(slots, -np.inf)
+        np.maximum.at(closest, self._owner.view(), similarities)
+        by_meaning = allowed & np.isfinite(closest)
+        meaning = np.zeros(slots)
+        if by_meaning.any():
+            low, high = closest[by_meaning].min(), closest[by_meaning].max()
+            meaning[by_meaning] = (closest[by_meaning] - low) / (high - low) if high > low else 1.0
+        weight = min(semantic_weight, 1.0)
+        fused = (1.0 - weight) * words + weight * meaning
+        chosen = np.flatnonzero((lexical | by_meaning) & (fused > 0))
+        depth = top_k if budget is None else len(chosen)
+        ordered = _best_first(fused, chosen, depth)
+        ranked = ordered[:top_k] if budget is None else self._within_budget(ordered, top_k, budget)
+        return ranked, fused
 
     def _span(self, unit: int | None) -> tuple[int, int] | None:
         if unit is None:
@@ -988,6 +1113,22 @@ def _bare(entry: IndexEntry) -> IndexEntry:
     if entry.vector is None and not entry.term_freqs and entry.passages is None:
         return entry
     return replace(entry, term_freqs={}, vector=None, passages=None)
+
+
+def _load_embeddings(passages: list[PassageVectors]) -> _Embeddings:
+    """The passages' vectors as one matrix (zeros where a document has none)."""
+    present = np.zeros(sum(len(p) for p in passages), np.bool_)
+    widths = [p.embeddings.shape[1] for p in passages if p.embeddings is not None]
+    if not widths:
+        return _Embeddings.wrap(None, present)
+    matrix = np.zeros((len(present), widths[0]), np.float32)
+    row = 0
+    for p in passages:
+        if p.embeddings is not None and p.embeddings.shape[1] == widths[0]:
+            matrix[row : row + len(p)] = p.embeddings
+            present[row : row + len(p)] = True
+        row += len(p)
+    return _Embeddings.wrap(matrix, present)
 
 
 def _passage_terms(

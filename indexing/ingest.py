@@ -300,12 +300,15 @@ def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
     analyzer = pool.analyzer
     terms, length = analyzer.term_frequencies(indexable_text(title, text))
     passages = []
+    texts = []
     for passage in split_passages(text, pool.config.passages):
-        passage_terms, passage_length = analyzer.term_frequencies(
-            passage_text(title, text, passage)
-        )
+        texts.append(passage_text(title, text, passage))
+        passage_terms, passage_length = analyzer.term_frequencies(texts[-1])
         passages.append((passage_terms, passage_length, (passage.start, passage.end)))
-    return DocumentTerms(terms, length, PassageVectors.from_counts(passages))
+    vectors = PassageVectors.from_counts(passages)
+    if pool.config.semantic:
+        vectors = vectors.with_embeddings(pool.encoder.encode(texts))
+    return DocumentTerms(terms, length, vectors)
 
 
 def _upload(

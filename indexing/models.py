@@ -117,6 +117,8 @@ class Summary(SQLModel, table=True):
     passage_hashes: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     passage_counts: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     passage_layout: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    #: Each passage's sentence vector (float16), when the pool routes semantically.
+    passage_embeddings: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
 
 
 class Content(SQLModel, table=True):

@@ -19,6 +19,7 @@ from indexing.extract import DEFAULT_LIMITS, ExtractLimits
 from indexing.files import FilesBackend
 from indexing.index import InvertedIndex
 from indexing.passages import PassageParams
+from indexing.semantic import DIMENSIONS, MODEL_NAME, Encoder, shared_encoder
 from indexing.store import Store, sqlite_url
 
 PARAMS_KEY = "index_params"
@@ -36,6 +37,8 @@ class PoolConfig:
     bm25: BM25Params = field(default_factory=BM25Params)
     passages: PassageParams = field(default_factory=PassageParams)
     limits: ExtractLimits = DEFAULT_LIMITS
+    #: Route by meaning too: passages get sentence vectors (``indexing.semantic``).
+    semantic: bool = False
     #: Pending uploads older than this are treated as abandoned even if their owner lives.
     intent_grace_seconds: float = 3600.0
 
@@ -44,11 +47,14 @@ class PoolConfig:
         return self.database_url or sqlite_url(self.data_dir / "pool.db")
 
     def index_params(self) -> dict[str, Any]:
-        return {
+        params = {
             "analyzer": self.analyzer.as_dict(),
             "bm25": self.bm25.as_dict(),
             "passages": self.passages.as_dict(),
         }
+        if self.semantic:
+            params["semantic"] = {"model": MODEL_NAME, "dimensions": DIMENSIONS}
+        return params
 
 
 class Pool:
@@ -79,6 +85,8 @@ class Pool:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         pool = cls(store=Store.open(config.url), backend=backend, config=config)
         try:
+            if config.semantic:
+                pool.encoder  # noqa: B018 -- load now: a missing model fails at start, clearly
             if check_params:
                 pool.check_params()
             if load_index:
@@ -97,10 +105,18 @@ class Pool:
         """Record the parameters in a new pool; refuse to work with a pool indexed otherwise."""
         stored = self.store.get_meta(PARAMS_KEY)
         wanted = self.config.index_params()
-        if stored is None:
+        if stored is None or _switched_off_semantic(stored, wanted):
+            # Vectors already stored are simply not read; switching back on needs a re-index,
+            # because documents added meanwhile have none.
             self.store.set_meta(PARAMS_KEY, wanted)
         elif stored != wanted:
             raise IndexParamsMismatch(describe_mismatch(stored, wanted))
+
+    @property
+    def encoder(self) -> Encoder:
+        """The sentence-embedding model, loaded on first use (``SemanticUnavailable`` if the
+        ``semantic`` extra is not installed)."""
+        return shared_encoder()
 
     def adopt_params(self) -> None:
         """Declare the configured parameters the pool's own (after a re-index)."""
@@ -130,7 +146,11 @@ class Pool:
                 return 0
             stored = self.store.get_meta(PARAMS_KEY)
             wanted = self.config.index_params()
-            if stored is not None and stored != wanted:
+            if (
+                stored is not None
+                and stored != wanted
+                and not _switched_off_semantic(stored, wanted)
+            ):
                 self.params_mismatch = describe_mismatch(stored, wanted)
                 return 0
             document_ids = list(dict.fromkeys(c.document_id for c in changes))
@@ -142,6 +162,15 @@ class Pool:
             assert last is not None
             self._seen = last
             return len(document_ids)
+
+
+def _switched_off_semantic(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """The pool has vectors but semantic routing is now off: nothing else differs."""
+    return (
+        "semantic" in stored
+        and "semantic" not in wanted
+        and {k: v for k, v in stored.items() if k != "semantic"} == wanted
+    )
 
 
 def describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:

@@ -551,6 +551,7 @@ class Store:
             sums.c.passage_hashes,
             sums.c.passage_counts,
             sums.c.passage_layout,
+            sums.c.passage_embeddings,
         ).join_from(docs, sums, sums.c.file_id == docs.c.file_id)
         if document_ids is not None:
             query = query.where(docs.c.id.in_(list(document_ids)))
@@ -559,7 +560,7 @@ class Store:
             row: Any
             for row in rows:
                 file_id, doc_id, title, length, tokens, tags, groups, attrs = row[:8]
-                hashes, counts, passage_hashes, passage_counts, passage_layout = row[8:]
+                hashes, counts, passage_hashes, passage_counts, passage_layout, embeddings = row[8:]
                 yield IndexEntry(
                     file_id=file_id,
                     document_id=doc_id,
@@ -572,7 +573,9 @@ class Store:
                     vector=TermVector.from_bytes(hashes, counts),
                     passages=None
                     if passage_layout is None
-                    else PassageVectors.from_bytes(passage_hashes, passage_counts, passage_layout),
+                    else PassageVectors.from_bytes(
+                        passage_hashes, passage_counts, passage_layout, embeddings
+                    ),
                 )
 
     # ----------------------------------------------------------- upload intents, retired files
@@ -625,8 +628,8 @@ def _delete(table: type[SQLModel], condition: Any) -> Any:
 
 
 def _passage_columns(passages: PassageVectors | None) -> dict[str, bytes | None]:
-    names = ("passage_hashes", "passage_counts", "passage_layout")
-    values = (None, None, None) if passages is None else passages.to_bytes()
+    names = ("passage_hashes", "passage_counts", "passage_layout", "passage_embeddings")
+    values = (None, None, None, None) if passages is None else passages.to_bytes()
     return dict(zip(names, values, strict=True))
 
 

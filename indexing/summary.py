@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,7 @@ class TermVector:
 
 
 LayoutArray = npt.NDArray[np.uint32]
+EmbeddingArray = npt.NDArray[np.float16]
 
 #: Columns of ``PassageVectors.layout``.
 _SIZE, _LENGTH, _START, _END = range(4)
@@ -65,12 +66,14 @@ class PassageVectors:
 
     Every passage's terms as sorted hashes with counts, all passages concatenated, and a layout
     row per passage: its number of distinct terms (where its run of hashes ends), its length in
-    terms and its character span in the extracted text.
+    terms and its character span in the extracted text. With semantic routing on
+    (``indexing.semantic``), each passage's sentence vector too, as float16.
     """
 
     hashes: HashArray
     counts: CountArray
     layout: LayoutArray  # shape (passages, 4)
+    embeddings: EmbeddingArray | None = None  # shape (passages, dimensions)
 
     @classmethod
     def from_counts(
@@ -88,19 +91,30 @@ class PassageVectors:
         return cls(hashes, counts, layout)
 
     @classmethod
-    def from_bytes(cls, hashes: bytes, counts: bytes, layout: bytes) -> PassageVectors:
+    def from_bytes(
+        cls, hashes: bytes, counts: bytes, layout: bytes, embeddings: bytes | None = None
+    ) -> PassageVectors:
+        rows = np.frombuffer(layout, dtype="<u4").reshape(-1, 4)
+        vectors = None
+        if embeddings is not None and len(rows):
+            vectors = np.frombuffer(embeddings, dtype="<f2").reshape(len(rows), -1)
         return cls(
-            np.frombuffer(hashes, dtype="<i8"),
-            np.frombuffer(counts, dtype="<u4"),
-            np.frombuffer(layout, dtype="<u4").reshape(-1, 4),
+            np.frombuffer(hashes, dtype="<i8"), np.frombuffer(counts, dtype="<u4"), rows, vectors
         )
 
-    def to_bytes(self) -> tuple[bytes, bytes, bytes]:
+    def to_bytes(self) -> tuple[bytes, bytes, bytes, bytes | None]:
         return (
             self.hashes.astype("<i8").tobytes(),
             self.counts.astype("<u4").tobytes(),
             self.layout.astype("<u4").tobytes(),
+            None if self.embeddings is None else self.embeddings.astype("<f2").tobytes(),
         )
+
+    def with_embeddings(self, vectors: np.ndarray) -> PassageVectors:
+        """The same passages with one sentence vector each (stored as float16)."""
+        if vectors.shape[0] != len(self):
+            raise ValueError(f"{vectors.shape[0]} vectors for {len(self)} passages")
+        return replace(self, embeddings=vectors.astype(np.float16))
 
     def __len__(self) -> int:
         return len(self.layout)

@@ -223,6 +223,8 @@ def _measure(
             float(not ranked(text)) for text in dataset.unanswerable.values()
         )
     metrics["route_ms_p50"] = round(1000 * statistics.median(timings), 3) if timings else 0.0
-    passages = options.passage_weight > 0
-    metrics["index_bytes"] = pool.index.memory_bytes(passages=passages)
+    metrics["index_bytes"] = pool.index.memory_bytes(
+        passages=options.passage_weight > 0 or options.semantic_weight > 0,
+        embeddings=options.semantic_weight > 0,
+    )
     return metrics

@@ -6,7 +6,10 @@ within a token budget; a question that matches no term of any document routes to
 never to arbitrary zero-score documents. A document scores by its whole text and by its best
 passage (``indexing.index``). A question whose informative terms the best document mostly
 lacks routes to nothing too (``RoutingOptions.min_coverage``): better no answer than a
-confident one from the wrong policy.
+confident one from the wrong policy. In a pool with sentence vectors (``KPOOL_SEMANTIC``), the
+question's vector ranks the passages by meaning too, and the two rankings are fused
+(``indexing.index``): "my mom is having surgery" finds the family-leave policy that never says
+"mom".
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class RoutingOptions:
     #: Route nothing when the best document holds less than this share of the question's
     #: IDF-weighted terms (0: never abstain).
     min_coverage: float = 0.0
+    #: Share of meaning in the score, the rest BM25's, in a pool with sentence vectors
+    #: (``indexing.semantic``; 0: BM25 alone, 1: meaning alone among the matching documents).
+    semantic_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,12 @@ def query_terms(
     return terms + terms + [t for text in earlier for t in analyze(text)]
 
 
+def question_text(question: str, earlier: Sequence[str] = ()) -> str:
+    """What a question's sentence vector is made from: the question, then the conversation's
+    latest earlier one (the model reads only so far, and the question itself matters most)."""
+    return question if not earlier else f"{question} {earlier[-1]}"
+
+
 def route(
     pool: Pool,
     question: str,
@@ -109,6 +121,9 @@ def route(
     conditions (``indexing.filters``), on top of the caller's groups, never instead of them.
     """
     terms = query_terms(pool, question, earlier, drop_question_words=options.drop_question_words)
+    vector = None
+    if options.semantic_weight > 0 and pool.config.semantic and terms:
+        vector = pool.encoder.encode([question_text(question, earlier)])[0]
     hits = pool.index.search(
         terms,
         top_k=top_k,
@@ -118,6 +133,8 @@ def route(
         token_budget=token_budget,
         passage_weight=options.passage_weight,
         min_coverage=options.min_coverage,
+        query_vector=vector,
+        semantic_weight=options.semantic_weight,
         explain=explain,
     )
     documents = [

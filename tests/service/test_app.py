@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from indexing.ingest import IngestRequest, ingest
+from service.app import create_app
 from service.pool import open_pool
 from service.settings import Settings
 
@@ -123,3 +125,25 @@ def test_every_route_has_a_summary(client: TestClient) -> None:
         for method, operation in operations.items():
             # FastAPI derives a summary from the function name; the docstring is ours.
             assert operation.get("description"), f"{method.upper()} {path} has no docstring"
+
+
+def test_route_finds_a_paraphrase_by_meaning_when_semantic_is_on(tmp_path: Path) -> None:
+    from tests.indexing.test_semantic import DOCUMENTS, PARAPHRASE, model_installed
+
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    results = {}
+    for semantic in (False, True):
+        settings = Settings(home=tmp_path / str(semantic), semantic=semantic)
+        pool = open_pool(settings)
+        for title, text in DOCUMENTS.items():
+            request = IngestRequest(source=title, data=text.encode(), filename="p.txt", title=title)
+            ingest(pool, request)
+        with TestClient(create_app(settings, pool=pool)) as client:
+            body = client.post("/v1/route", json={"question": PARAPHRASE, "top_k": 1}).json()
+        pool.close()
+        results[semantic] = body["documents"][0]
+    assert results[False]["title"] == "Parking"
+    assert results[True]["title"] == "Family and medical leave"
+    span = results[True]["passage"]
+    assert 0 <= span["start_char"] < span["end_char"]

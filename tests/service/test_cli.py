@@ -196,6 +196,19 @@ def test_a_passage_stride_longer_than_the_window_is_refused(home: Path) -> None:
     assert "KPOOL_PASSAGE_STRIDE (200) must not exceed KPOOL_PASSAGE_WINDOW (100)" in result.output
 
 
+def test_semantic_routing_without_its_model_is_one_clear_line(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexing import semantic
+
+    monkeypatch.setattr(semantic, "WEIGHTS_PACKAGE", "no_such_model_package_here")
+    monkeypatch.setattr(semantic, "_shared", None)
+    result = kpool(home, "route", "annual leave", KPOOL_SEMANTIC="1")
+    assert result.exit_code == 1
+    assert "semantic routing needs the embedding model: run `make semantic`" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_eval_prints_exactly_the_documented_keys(tmp_path: Path) -> None:
     dataset = tmp_path / "beir"
     (dataset / "qrels").mkdir(parents=True)

@@ -1,0 +1,400 @@
+"""Semantic routing: the numpy encoder against the model's reference implementation, and how the
+index fuses meaning with BM25 (by hand, through filters, updates and compaction)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexing import semantic
+from indexing.errors import IndexParamsMismatch, SemanticUnavailable
+from indexing.index import IndexEntry, InvertedIndex
+from indexing.ingest import IngestRequest, ingest
+from indexing.summary import PassageVectors
+from service.router import RoutingOptions, route
+
+REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
+
+
+def model_installed() -> bool:
+    try:
+        semantic.model_directory()
+    except SemanticUnavailable:
+        return False
+    return True
+
+
+needs_model = pytest.mark.skipif(
+    not model_installed(), reason="the embedding model is not installed (make semantic)"
+)
+
+
+# ------------------------------------------------------------------------------- the encoder
+
+
+@pytest.fixture(scope="module")
+def encoder() -> semantic.Encoder:
+    return semantic.shared_encoder()
+
+
+@needs_model
+def test_token_ids_match_the_reference_tokenizer(encoder: semantic.Encoder) -> None:
+    reference = json.loads(REFERENCE.read_text())
+    for sentence, ids in zip(reference["sentences"], reference["input_ids"], strict=True):
+        assert encoder.token_ids(sentence) == ids
+
+
+@needs_model
+def test_vectors_match_the_reference_implementation(encoder: semantic.Encoder) -> None:
+    """Same vectors as sentence-transformers on torch, to float32 rounding: an empty text, text
+    the vocabulary lacks, and text cut at 256 word pieces included."""
+    reference = json.loads(REFERENCE.read_text())
+    vectors = encoder.encode(reference["sentences"])
+    expected = np.array(reference["embeddings"], dtype=np.float32)
+    assert vectors.shape == (len(expected), semantic.DIMENSIONS)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, expected, atol=2e-6)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+@needs_model
+def test_one_at_a_time_or_together_gives_the_same_vectors(encoder: semantic.Encoder) -> None:
+    texts = ["parental leave", "", "How do I book travel for a conference abroad?"]
+    together = encoder.encode(texts)
+    for text, vector in zip(texts, together, strict=True):
+        np.testing.assert_allclose(encoder.encode([text])[0], vector, atol=1e-6)
+    assert encoder.encode([]).shape == (0, semantic.DIMENSIONS)
+
+
+@needs_model
+def test_paraphrases_are_closer_than_other_topics(encoder: semantic.Encoder) -> None:
+    question, family, travel = encoder.encode(
+        [
+            "my mom is having surgery and I need weeks off to care for her",
+            "Family and medical leave: unpaid, job-protected leave to care for a parent with a "
+            "serious health condition",
+            "Booking flights and hotels for business travel",
+        ]
+    )
+    assert question @ family > question @ travel + 0.2
+
+
+def test_a_missing_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semantic, "WEIGHTS_PACKAGE", "no_such_model_package_here")
+    with pytest.raises(SemanticUnavailable, match="make semantic"):
+        semantic.model_directory()
+
+
+@needs_model
+def test_other_weights_under_the_same_name_are_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "model"
+    fake.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (fake / name).write_bytes((semantic.model_directory() / name).read_bytes())
+    (fake / "model.safetensors").write_bytes(b"not these weights")
+    with pytest.raises(SemanticUnavailable, match="not the all-MiniLM-L6-v2"):
+        semantic.Encoder(fake)
+
+
+# ------------------------------------------------------------------------- vectors in summaries
+
+
+def test_passage_vectors_round_trip_with_and_without_embeddings() -> None:
+    plain = PassageVectors.from_counts([(Counter(a=1), 1, (0, 1)), (Counter(b=2), 2, (2, 5))])
+    assert plain.to_bytes()[3] is None
+    rng = np.random.default_rng(0)
+    with_vectors = plain.with_embeddings(rng.standard_normal((2, 8)).astype(np.float32))
+    assert with_vectors.embeddings is not None and with_vectors.embeddings.dtype == np.float16
+    again = PassageVectors.from_bytes(*with_vectors.to_bytes())
+    assert again.embeddings is not None
+    np.testing.assert_array_equal(again.embeddings, with_vectors.embeddings)
+    np.testing.assert_array_equal(again.layout, plain.layout)
+    with pytest.raises(ValueError, match="3 vectors for 2 passages"):
+        plain.with_embeddings(np.zeros((3, 8), np.float32))
+
+
+# ------------------------------------------------------------------------------------- fusion
+
+DIM = 8
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.zeros(DIM, np.float32)
+    vector[: len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+def entry(
+    file_id: str,
+    passages: list[tuple[str, np.ndarray | None]],
+    **labels: object,
+) -> IndexEntry:
+    """A document of passages, each its words and its vector (``None``: the document has no
+    vectors at all, as in a pool indexed without semantic routing)."""
+    counts = [
+        (Counter(words.split()), len(words.split()), (10 * i, 10 * i + 9))
+        for i, (words, _) in enumerate(passages)
+    ]
+    vectors = PassageVectors.from_counts(counts)
+    if all(v is not None for _, v in passages):
+        vectors = vectors.with_embeddings(np.stack([v for _, v in passages]))
+    words = [w for text, _ in passages for w in text.split()]
+    return IndexEntry(
+        file_id=file_id,
+        document_id=f"doc-{file_id}",
+        title=file_id,
+        term_freqs=Counter(words),
+        length=len(words),
+        passages=vectors,
+        **labels,  # type: ignore[arg-type]
+    )
+
+
+def reference_fusion(
+    index: InvertedIndex, terms: list[str], vector: np.ndarray, weight: float, allowed: set[str]
+) -> dict[str, float]:
+    """The fusion written out: BM25 from the index's own lexical search scaled by the best
+    allowed score, best-passage similarity scaled between the allowed documents' lowest and
+    highest, mixed ``1 - weight`` to ``weight``."""
+    bm25 = {
+        h.entry.file_id: h.score
+        for h in index.search(terms, top_k=len(index), explain=False)
+        if h.entry.file_id in allowed
+    }
+    closest = {
+        e.file_id: max(float(v @ vector) for v in SOURCE[e.file_id])
+        for e in index.entries()
+        if e.file_id in allowed
+    }
+    top = max(bm25.values(), default=0.0)
+    low, high = min(closest.values()), max(closest.values())
+    fused = {
+        f: (1 - weight) * bm25.get(f, 0.0) / top + weight * (closest[f] - low) / (high - low)
+        for f in closest
+    }
+    return {f: score for f, score in fused.items() if score > 0}
+
+
+#: The vectors each test document was given, float16-rounded as the index stores them.
+SOURCE: dict[str, list[np.ndarray]] = {}
+
+
+def add(index: InvertedIndex, e: IndexEntry) -> None:
+    assert e.passages is not None and e.passages.embeddings is not None
+    SOURCE[e.file_id] = [v.astype(np.float32) for v in e.passages.embeddings]
+    index.add(e)
+
+
+def test_meaning_lifts_a_document_that_shares_few_words() -> None:
+    index = InvertedIndex()
+    add(index, entry("leave", [("family medical leave care parent", unit(1, 0.1))]))
+    add(index, entry("mom", [("mom mom surgery", unit(0, 1))]))
+    add(index, entry("other", [("travel booking", unit(0.5, 0, 1))]))
+    question = unit(1, 0.2)
+    lexical = index.search(["mom", "surgery", "care"], top_k=3)
+    assert lexical[0].entry.file_id == "mom"
+    fused = index.search(
+        ["mom", "surgery", "care"], top_k=3, query_vector=question, semantic_weight=0.5
+    )
+    # "leave": second by BM25, first by meaning; "mom": first by BM25, last by meaning;
+    # "other": no word in common, second by meaning.
+    assert [h.entry.file_id for h in fused] == ["leave", "mom", "other"]
+    expected = reference_fusion(index, ["mom", "surgery", "care"], question, 0.5, set(SOURCE))
+    assert {h.entry.file_id: h.score for h in fused} == pytest.approx(expected)
+
+
+def test_a_question_with_no_known_term_still_routes_to_nothing() -> None:
+    index = InvertedIndex()
+    add(index, entry("a", [("alpha beta", unit(1))]))
+    assert index.search(["zzz"], top_k=3, query_vector=unit(1)) == []
+
+
+def test_weight_zero_or_no_vector_is_bm25_alone() -> None:
+    index = InvertedIndex()
+    add(index, entry("a", [("alpha beta", unit(1))]))
+    add(index, entry("b", [("alpha alpha", unit(0, 1))]))
+    alone = index.search(["alpha"], top_k=2)
+    for kwargs in ({"query_vector": None}, {"query_vector": unit(1), "semantic_weight": 0.0}):
+        hits = index.search(["alpha"], top_k=2, **kwargs)  # type: ignore[arg-type]
+        assert [(h.entry.file_id, h.score) for h in hits] == [
+            (h.entry.file_id, h.score) for h in alone
+        ]
+
+
+def test_filters_apply_before_the_semantic_ranking() -> None:
+    index = InvertedIndex()
+    add(index, entry("secret", [("pay scale", unit(1))], groups=frozenset({"hr"})))
+    add(index, entry("public", [("pay day", unit(0.5, 1))]))
+    add(index, entry("public2", [("holiday", unit(0, 0, 1))]))
+    hits = index.search(
+        ["pay"], top_k=3, groups=["staff"], query_vector=unit(1), semantic_weight=0.3
+    )
+    assert "secret" not in {h.entry.file_id for h in hits}
+    expected = reference_fusion(index, ["pay"], unit(1), 0.3, {"public", "public2"})
+    assert {h.entry.file_id: h.score for h in hits} == pytest.approx(expected)
+
+
+def test_documents_without_vectors_still_route_by_words() -> None:
+    index = InvertedIndex()
+    index.add(entry("old", [("expense report", None)]))
+    add(index, entry("new", [("receipts", unit(1))]))
+    hits = index.search(["expense", "receipts"], top_k=2, query_vector=unit(1))
+    assert {h.entry.file_id for h in hits} == {"old", "new"}
+
+
+def test_the_span_falls_back_to_the_closest_passage() -> None:
+    index = InvertedIndex()
+    add(index, entry("a", [("first words", unit(0, 1)), ("second words", unit(1))]))
+    add(index, entry("b", [("query term", unit(0, 0, 1))]))
+    hits = index.search(["query"], top_k=2, query_vector=unit(1))
+    spans = {h.entry.file_id: h.passage for h in hits}
+    assert spans["b"] == (0, 9)  # matched by words: its matching passage
+    assert spans["a"] == (10, 19)  # matched by meaning only: its closest passage
+
+
+def test_the_token_budget_applies_to_the_fused_order() -> None:
+    index = InvertedIndex()
+    add(index, entry("big", [("pay", unit(1))]))
+    add(index, entry("small", [("pay pay", unit(0, 1))]))
+    add(index, entry("huge", [("pay", unit(1, 0.01))], token_estimate=10_000))
+    hits = index.search(["pay"], top_k=3, token_budget=5_000, query_vector=unit(1))
+    assert "huge" not in {h.entry.file_id for h in hits}
+    assert len(hits) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "remove"]),
+            st.integers(0, 11),
+            st.lists(st.sampled_from("abcdef"), min_size=1, max_size=4),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.integers(-10, 10), min_size=DIM, max_size=DIM),
+)
+def test_vectors_stay_with_their_passages_through_changes(
+    operations: list[tuple[str, int, list[str], int]], raw: list[int]
+) -> None:
+    """After any sequence of adds, replacements and removals (compaction included), fused
+    routing equals that of an index bulk-loaded from the surviving documents."""
+    if not any(raw):
+        raw = [1, *raw[1:]]
+    question = np.asarray(raw, np.float32) / np.float32(np.linalg.norm(raw))
+    live = InvertedIndex()
+    survivors: dict[str, IndexEntry] = {}
+    for op, number, words, direction in operations:
+        file_id = f"f{number}"
+        if op == "remove":
+            live.remove(file_id)
+            survivors.pop(file_id, None)
+            continue
+        vectors = [unit(*([0.0] * ((direction + i) % DIM)), 1.0) for i in range(len(words))]
+        e = entry(file_id, [(w, v) for w, v in zip(words, vectors, strict=True)])
+        live.add(e)
+        survivors[file_id] = e
+    live._compact_slots()
+    fresh = InvertedIndex()  # the same documents in the same slot order, so ties break alike
+    fresh.bulk_load([survivors[e.file_id] for e in live.entries()])
+    for terms in (["a"], ["b", "c"], ["f", "a", "d"]):
+        got = live.search(terms, top_k=12, query_vector=question)
+        want = fresh.search(terms, top_k=12, query_vector=question)
+        assert [(h.entry.file_id, h.passage) for h in got] == [
+            (h.entry.file_id, h.passage) for h in want
+        ]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want])
+
+
+def test_memory_counts_the_vectors() -> None:
+    index = InvertedIndex()
+    index.add(entry("a", [("alpha", None)]))
+    without = index.memory_bytes()
+    add(index, entry("b", [("beta", unit(1)), ("gamma", unit(0, 1))]))
+    assert index.memory_bytes() - without >= 2 * DIM * 4
+
+
+# ----------------------------------------------------------------------------- the pool's params
+
+
+def test_switching_semantic_on_asks_for_a_reindex_and_off_does_not(open_pool) -> None:  # type: ignore[no-untyped-def]
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    plain = open_pool()
+    assert "semantic" not in plain.store.get_meta("index_params")
+    with pytest.raises(IndexParamsMismatch, match="semantic"):
+        open_pool(semantic=True)
+    plain.adopt_params()
+    on = open_pool(semantic=True, check_params=False)
+    on.adopt_params()
+    assert on.store.get_meta("index_params")["semantic"]["model"] == semantic.MODEL_NAME
+    off = open_pool()  # switching off: the vectors are ignored, nothing to rebuild
+    assert "semantic" not in off.store.get_meta("index_params")
+
+
+# ------------------------------------------------------------------- ingest, store and routing
+
+FUSED = RoutingOptions(semantic_weight=0.5)
+PARAPHRASE = "my mom is having surgery, can I stay home for a few weeks to look after her?"
+DOCUMENTS = {
+    "Family and medical leave": "Employees may take up to twelve weeks of unpaid, job-protected "
+    "leave in a year to care for a parent, spouse or child with a serious health condition. "
+    "Ask your manager a few weeks ahead where you can.",
+    "Parking": "Visitors to the surgery centre park in lot C. Staff park in lot "
+    "A and may not use visitor spaces. Weekly permits are sold at the front desk.",
+    "Caring for a sick parent": "Counselling and practical support for staff whose mother or "
+    "father is ill or recovering from an operation.",
+}
+
+
+@needs_model
+def test_ingest_stores_vectors_and_routing_finds_the_paraphrase(open_pool) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(semantic=True)
+    for title, text in DOCUMENTS.items():
+        ingest(pool, IngestRequest(source=title, data=text.encode(), filename="a.txt", title=title))
+    pool.load_index()
+    entries = list(pool.store.index_entries())
+    assert all(
+        e.passages is not None
+        and e.passages.embeddings is not None
+        and e.passages.embeddings.shape == (len(e.passages), semantic.DIMENSIONS)
+        for e in entries
+    )
+    lexical = route(pool, PARAPHRASE, top_k=3, options=RoutingOptions())
+    fused = route(pool, PARAPHRASE, top_k=3, options=FUSED)
+    # BM25 prefers the page that says "surgery"; meaning puts family leave first, and the
+    # fusion agrees.
+    assert lexical.documents[0].title == "Parking"
+    assert fused.documents[0].title == "Family and medical leave"
+    # another process opening the same pool reads the stored vectors and routes alike
+    again = route(open_pool(semantic=True), PARAPHRASE, top_k=3, options=FUSED)
+    assert [(d.title, d.score) for d in again.documents] == [
+        (d.title, d.score) for d in fused.documents
+    ]
+
+
+@needs_model
+def test_reindex_gives_an_old_pool_its_vectors(open_pool) -> None:  # type: ignore[no-untyped-def]
+    from indexing.ingest import reindex
+
+    old = open_pool()
+    for title, text in DOCUMENTS.items():
+        ingest(old, IngestRequest(source=title, data=text.encode(), filename="a.txt", title=title))
+    assert all(e.passages and e.passages.embeddings is None for e in old.store.index_entries())
+    with pytest.raises(IndexParamsMismatch, match="kpool reindex"):
+        open_pool(semantic=True)
+    assert reindex(open_pool(semantic=True, check_params=False)) == len(DOCUMENTS)
+    upgraded = open_pool(semantic=True)
+    stored = list(upgraded.store.index_entries())
+    assert all(e.passages and e.passages.embeddings is not None for e in stored)
+    assert route(upgraded, PARAPHRASE, top_k=1, options=FUSED).documents[0].title == (
+        "Family and medical leave"
+    )
