@@ -105,9 +105,7 @@ class Pool:
         """Record the parameters in a new pool; refuse to work with a pool indexed otherwise."""
         stored = self.store.get_meta(PARAMS_KEY)
         wanted = self.config.index_params()
-        if stored is None or _switched_off_semantic(stored, wanted):
-            # Vectors already stored are simply not read; switching back on needs a re-index,
-            # because documents added meanwhile have none.
+        if stored is None:
             self.store.set_meta(PARAMS_KEY, wanted)
         elif stored != wanted:
             raise IndexParamsMismatch(describe_mismatch(stored, wanted))
@@ -146,11 +144,7 @@ class Pool:
                 return 0
             stored = self.store.get_meta(PARAMS_KEY)
             wanted = self.config.index_params()
-            if (
-                stored is not None
-                and stored != wanted
-                and not _switched_off_semantic(stored, wanted)
-            ):
+            if stored is not None and stored != wanted:
                 self.params_mismatch = describe_mismatch(stored, wanted)
                 return 0
             document_ids = list(dict.fromkeys(c.document_id for c in changes))
@@ -164,19 +158,16 @@ class Pool:
             return len(document_ids)
 
 
-def _switched_off_semantic(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """The pool has vectors but semantic routing is now off: nothing else differs."""
-    return (
-        "semantic" in stored
-        and "semantic" not in wanted
-        and {k: v for k, v in stored.items() if k != "semantic"} == wanted
-    )
-
-
 def describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
     differences = []
     for part in sorted(set(stored) | set(wanted)):
         old, new = stored.get(part, {}), wanted.get(part, {})
+        if part == "semantic" and (not old or not new):
+            differences.append(
+                f"semantic routing (KPOOL_SEMANTIC): pool has {'on' if old else 'off'}, "
+                f"configured {'on' if new else 'off'}"
+            )
+            continue
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
                 differences.append(

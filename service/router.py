@@ -34,7 +34,8 @@ class RoutingOptions:
     #: IDF-weighted terms (0: never abstain).
     min_coverage: float = 0.0
     #: Share of meaning in the score, the rest BM25's, in a pool with sentence vectors
-    #: (``indexing.semantic``; 0: BM25 alone, 1: meaning alone among the matching documents).
+    #: (``indexing.semantic``; 0: BM25 alone, 1: meaning alone, so a document without vectors
+    #: never routes). Any document the caller may see can route by meaning, words or not.
     semantic_weight: float = 0.0
 
 

@@ -98,7 +98,10 @@ def test_other_weights_under_the_same_name_are_refused(tmp_path: Path) -> None:
     for name in ("config.json", "tokenizer.json"):
         (fake / name).write_bytes((semantic.model_directory() / name).read_bytes())
     (fake / "model.safetensors").write_bytes(b"not these weights")
-    with pytest.raises(SemanticUnavailable, match="not the all-MiniLM-L6-v2"):
+    with pytest.raises(SemanticUnavailable, match=r"safetensors is not the all-MiniLM"):
+        semantic.Encoder(fake)
+    (fake / "model.safetensors").unlink()
+    with pytest.raises(SemanticUnavailable, match=r"cannot read .*model\.safetensors"):
         semantic.Encoder(fake)
 
 
@@ -117,6 +120,10 @@ def test_passage_vectors_round_trip_with_and_without_embeddings() -> None:
     np.testing.assert_array_equal(again.layout, plain.layout)
     with pytest.raises(ValueError, match="3 vectors for 2 passages"):
         plain.with_embeddings(np.zeros((3, 8), np.float32))
+    hashes, counts, layout, blob = with_vectors.to_bytes()
+    assert blob is not None
+    damaged = PassageVectors.from_bytes(hashes, counts, layout, blob[:-2])
+    assert damaged.embeddings is None and len(damaged) == 2
 
 
 # ------------------------------------------------------------------------------------- fusion
@@ -325,19 +332,32 @@ def test_memory_counts_the_vectors() -> None:
 # ----------------------------------------------------------------------------- the pool's params
 
 
-def test_switching_semantic_on_asks_for_a_reindex_and_off_does_not(open_pool) -> None:  # type: ignore[no-untyped-def]
+def test_switching_semantic_either_way_asks_for_a_reindex(open_pool) -> None:  # type: ignore[no-untyped-def]
+    """Every process of a deployment must agree: one without vectors would add documents that
+    a semantic server cannot rank by meaning, and never say so."""
     if not model_installed():
         pytest.skip("the embedding model is not installed (make semantic)")
     plain = open_pool()
     assert "semantic" not in plain.store.get_meta("index_params")
-    with pytest.raises(IndexParamsMismatch, match="semantic"):
+    with pytest.raises(IndexParamsMismatch, match=r"KPOOL_SEMANTIC.*pool has off, configured on"):
         open_pool(semantic=True)
-    plain.adopt_params()
     on = open_pool(semantic=True, check_params=False)
     on.adopt_params()
     assert on.store.get_meta("index_params")["semantic"]["model"] == semantic.MODEL_NAME
-    off = open_pool()  # switching off: the vectors are ignored, nothing to rebuild
-    assert "semantic" not in off.store.get_meta("index_params")
+    with pytest.raises(IndexParamsMismatch, match="pool has on, configured off"):
+        open_pool()
+    assert on.store.get_meta("index_params")["semantic"]["model"] == semantic.MODEL_NAME
+
+
+def test_a_process_without_vectors_stops_applying_a_semantic_pools_changes(open_pool) -> None:  # type: ignore[no-untyped-def]
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    plain = open_pool()
+    semantic_pool = open_pool(semantic=True, check_params=False)
+    semantic_pool.adopt_params()  # as `KPOOL_SEMANTIC=1 kpool reindex` would
+    ingest(semantic_pool, IngestRequest(source="a", data=b"Parking in lot C.", filename="a.txt"))
+    assert plain.refresh() == 0
+    assert plain.params_mismatch is not None and "KPOOL_SEMANTIC" in plain.params_mismatch
 
 
 # ------------------------------------------------------------------- ingest, store and routing
