@@ -1017,8 +1017,7 @@ class InvertedIndex:
         words = np.where(lexical, np.maximum(scores, 0.0), 0.0)
         if words.max() > 0:
             words /= words.max()
-        closest = np.full(slots, -np.inf)
-        np.maximum.at(closest, self._owner.view(), similarities)
+        closest = _best_per_document(self._owner.view(), similarities, slots)
         by_meaning = allowed & np.isfinite(closest)
         meaning = np.zeros(slots)
         if by_meaning.any():
@@ -1113,6 +1112,17 @@ def _bare(entry: IndexEntry) -> IndexEntry:
     if entry.vector is None and not entry.term_freqs and entry.passages is None:
         return entry
     return replace(entry, term_freqs={}, vector=None, passages=None)
+
+
+def _best_per_document(owner: np.ndarray, values: np.ndarray, slots: int) -> FloatArray:
+    """Each slot's largest value among its passage units (-inf for a slot with none). Passages
+    are appended in slot order and renumbered in it, so ``owner`` never decreases and each
+    slot's units are one run: a reduction per run, several times faster than ``maximum.at``."""
+    best = np.full(slots, -np.inf)
+    if len(owner):
+        starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+        best[owner[starts]] = np.maximum.reduceat(values, starts)
+    return best
 
 
 def _load_embeddings(passages: list[PassageVectors]) -> _Embeddings:
