@@ -17,7 +17,7 @@ from indexing.errors import IndexParamsMismatch, SemanticUnavailable
 from indexing.index import IndexEntry, InvertedIndex
 from indexing.ingest import IngestRequest, ingest
 from indexing.summary import PassageVectors
-from service.router import RoutingOptions, route
+from service.router import RoutingOptions, question_text, route
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 
@@ -421,3 +421,13 @@ def test_reindex_gives_an_old_pool_its_vectors(open_pool) -> None:  # type: igno
     assert route(upgraded, PARAPHRASE, top_k=1, options=FUSED).documents[0].title == (
         "Family and medical leave"
     )
+
+
+@needs_model
+def test_a_follow_up_is_read_with_the_question_before_it(open_pool) -> None:  # type: ignore[no-untyped-def]
+    assert question_text("how many weeks?", ["first", "second"]) == "how many weeks? second"
+    pool = open_pool(semantic=True)
+    for title, text in DOCUMENTS.items():
+        ingest(pool, IngestRequest(source=title, data=text.encode(), filename="a.txt", title=title))
+    follow_up = route(pool, "how many weeks?", top_k=1, earlier=[PARAPHRASE], options=FUSED)
+    assert follow_up.documents[0].title == "Family and medical leave"
