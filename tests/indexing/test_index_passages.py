@@ -772,3 +772,32 @@ def test_any_sequence_of_changes_scores_like_a_fresh_bulk_load(
             continue
         live[one.file_id] = one
     assert_same_as_fresh(index, list(live.values()), PROPERTY_QUERIES, params)
+
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    known=st.sets(_INT64, min_size=1, max_size=300),
+    strangers=st.lists(_INT64, max_size=50),
+    crowded=st.booleans(),
+)
+def test_bulk_load_finds_each_passage_term_in_the_vocabulary_by_its_hash(
+    known: set[int], strangers: list[int], crowded: bool
+) -> None:
+    """A bulk load places passage terms with a bucket table over the hashes' top bits (or a
+    binary search when the hashes crowd one bucket, as consecutive numbers do): every known
+    hash is found at its place in the sorted vocabulary, and no other hash is found at all."""
+    from indexing.index import _vocabulary_positions
+
+    if crowded:
+        start = min(known)
+        known = {start + i for i in range(len(known)) if start + i < 2**63}
+    vocabulary = np.array(sorted(known), np.int64)
+    probes = np.array([*known, *strangers, *known], np.int64)
+    at, found = _vocabulary_positions(vocabulary, probes)
+    for value, position, hit in zip(probes.tolist(), at.tolist(), found.tolist(), strict=True):
+        assert hit is (value in known)
+        if hit:
+            assert vocabulary[position] == value
