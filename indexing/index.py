@@ -34,7 +34,8 @@ document slot, and they are renumbered together with the documents.
 
 Meaning. With semantic routing (``indexing.semantic``) each passage also brings a sentence
 vector, kept in one matrix row per passage unit. A question's vector against that matrix gives
-each document its best passage's cosine similarity. The two scores are fused by a convex
+each document its best passage's similarity (the vectors carry the document's title too, see
+``indexing.semantic.passage_vectors``). The two scores are fused by a convex
 combination, ``(1 - w)·bm25 + w·similarity``, after scaling each to [0, 1] over the allowed
 documents (BM25 by its best score, similarity between its lowest and highest). Unlike fusing
 ranks, this keeps how far apart the candidates are; the README compares it with reciprocal rank
@@ -1000,7 +1001,9 @@ class InvertedIndex:
         return None
 
     def _similarities(self, vector: np.ndarray) -> F32Array | None:
-        """Every passage unit's cosine similarity to the question (vectors are unit length)."""
+        """Every passage unit's similarity to the question: the dot product, which for the stored
+        vectors is a mix of the question's cosines to the passage and to its document's title
+        (``indexing.semantic.passage_vectors``)."""
         matrix = self._embeddings.view()
         if matrix is None or vector.shape != (matrix.shape[1],):
             return None

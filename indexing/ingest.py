@@ -44,6 +44,7 @@ from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
 from indexing.passages import passage_text, split_passages
 from indexing.pool import Pool
+from indexing.semantic import passage_vectors
 from indexing.store import NewVersion
 from indexing.summary import PassageVectors
 
@@ -307,7 +308,7 @@ def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
         passages.append((passage_terms, passage_length, (passage.start, passage.end)))
     vectors = PassageVectors.from_counts(passages)
     if pool.config.semantic:
-        vectors = vectors.with_embeddings(pool.encoder.encode(texts))
+        vectors = vectors.with_embeddings(passage_vectors(pool.encoder, title, texts))
     return DocumentTerms(terms, length, vectors)
 
 

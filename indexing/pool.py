@@ -19,7 +19,7 @@ from indexing.extract import DEFAULT_LIMITS, ExtractLimits
 from indexing.files import FilesBackend
 from indexing.index import InvertedIndex
 from indexing.passages import PassageParams
-from indexing.semantic import DIMENSIONS, MODEL_NAME, Encoder, shared_encoder
+from indexing.semantic import DIMENSIONS, MODEL_NAME, TITLE_SHARE, Encoder, shared_encoder
 from indexing.store import Store, sqlite_url
 
 PARAMS_KEY = "index_params"
@@ -53,7 +53,11 @@ class PoolConfig:
             "passages": self.passages.as_dict(),
         }
         if self.semantic:
-            params["semantic"] = {"model": MODEL_NAME, "dimensions": DIMENSIONS}
+            params["semantic"] = {
+                "model": MODEL_NAME,
+                "dimensions": DIMENSIONS,
+                "title_share": TITLE_SHARE,
+            }
         return params
 
 

@@ -9,11 +9,11 @@ rows differ only in how questions are scored:
 * ``+ best passage``: a document scores by its whole text plus its best passage (the default);
 * ``+ coverage ≥ X``: the same, routing nothing when the best document holds less than X of the
   question's IDF-weighted terms (``KPOOL_MIN_COVERAGE``);
-* ``+ meaning``: the best passage's similarity to the question by the packaged embedding model,
-  mixed half and half with BM25 (``KPOOL_SEMANTIC=1``, ``KPOOL_SEMANTIC_WEIGHT=0.5``), alone
-  and with coverage. These rows need ``make semantic``; without it they are left out, and the
-  pool is built without vectors. With it, building the pools takes minutes: the model reads
-  every passage once (about 0.1 s each on one core).
+* ``+ meaning``: the best passage's similarity to the question (a third of it the document
+  title's) by the packaged embedding model, mixed half and half with BM25 (``KPOOL_SEMANTIC=1``,
+  ``KPOOL_SEMANTIC_WEIGHT=0.5``), alone and with coverage. These rows need ``make semantic``;
+  without it they are left out, and the pool is built without vectors. With it, building the
+  pools takes minutes: the model reads every passage once (about 0.1 s each on one core).
 
 Columns: Recall@1/3/10 and nDCG@10 over the answerable questions; abstention on the questions no
 document answers (``unanswerable.jsonl``, where the dataset has it) and on the answerable ones;

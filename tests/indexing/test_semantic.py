@@ -16,6 +16,7 @@ from indexing import semantic
 from indexing.errors import IndexParamsMismatch, SemanticUnavailable
 from indexing.index import IndexEntry, InvertedIndex
 from indexing.ingest import IngestRequest, ingest
+from indexing.passages import passage_text, split_passages
 from indexing.summary import PassageVectors
 from service.router import RoutingOptions, question_text, route
 
@@ -70,6 +71,25 @@ def test_one_at_a_time_or_together_gives_the_same_vectors(encoder: semantic.Enco
     for text, vector in zip(texts, together, strict=True):
         np.testing.assert_allclose(encoder.encode([text])[0], vector, atol=1e-6)
     assert encoder.encode([]).shape == (0, semantic.DIMENSIONS)
+
+
+@needs_model
+def test_a_passage_vector_carries_its_documents_title(encoder: semantic.Encoder) -> None:
+    """Stored vectors mix each passage with its document's title, so a question's dot product
+    with one is the same mix of its cosines to the passage and to the title."""
+    title = "Details with other federal agencies"
+    texts = ["Submit the request form two weeks ahead.", "Your supervisor approves it first."]
+    mixed = semantic.passage_vectors(encoder, title, texts)
+    own, about = encoder.encode(texts), encoder.encode([title])[0]
+    share = semantic.TITLE_SHARE
+    np.testing.assert_allclose(mixed, (1 - share) * own + share * about, atol=1e-6)
+    question = encoder.encode(["who signs off on a detail to another agency?"])[0]
+    np.testing.assert_allclose(
+        mixed @ question, (1 - share) * (own @ question) + share * (about @ question), atol=1e-6
+    )
+    # a blank title leaves the passages' own vectors; no passages, no vectors
+    np.testing.assert_allclose(semantic.passage_vectors(encoder, " ", texts), own, atol=1e-6)
+    assert semantic.passage_vectors(encoder, title, []).shape == (0, semantic.DIMENSIONS)
 
 
 @needs_model
@@ -352,6 +372,21 @@ def test_switching_semantic_either_way_asks_for_a_reindex(open_pool) -> None:  #
     assert on.store.get_meta("index_params")["semantic"]["model"] == semantic.MODEL_NAME
 
 
+def test_vectors_made_with_another_title_share_ask_for_a_reindex(open_pool) -> None:  # type: ignore[no-untyped-def]
+    """The title's share is baked into the stored vectors: a pool indexed before it (or with
+    another) must be re-indexed, not ranked with a mix of both."""
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    on = open_pool(semantic=True, check_params=False)
+    on.adopt_params()
+    params = on.store.get_meta("index_params")
+    assert params["semantic"]["title_share"] == semantic.TITLE_SHARE
+    del params["semantic"]["title_share"]
+    on.store.set_meta("index_params", params)
+    with pytest.raises(IndexParamsMismatch, match=r"semantic\.title_share: pool has None"):
+        open_pool(semantic=True)
+
+
 def test_a_process_without_vectors_stops_applying_a_semantic_pools_changes(open_pool) -> None:  # type: ignore[no-untyped-def]
     if not model_installed():
         pytest.skip("the embedding model is not installed (make semantic)")
@@ -402,6 +437,18 @@ def test_ingest_stores_vectors_and_routing_finds_the_paraphrase(open_pool) -> No
     assert [(d.title, d.score) for d in again.documents] == [
         (d.title, d.score) for d in fused.documents
     ]
+
+
+@needs_model
+def test_ingest_stores_each_passage_mixed_with_its_title(open_pool, encoder) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(semantic=True)
+    title, text = "Parking", DOCUMENTS["Parking"]
+    ingest(pool, IngestRequest(source=title, data=text.encode(), filename="a.txt", title=title))
+    (entry,) = pool.store.index_entries()
+    texts = [passage_text(title, text, p) for p in split_passages(text, pool.config.passages)]
+    expected = semantic.passage_vectors(encoder, title, texts)
+    assert entry.passages is not None and entry.passages.embeddings is not None
+    np.testing.assert_allclose(entry.passages.embeddings.astype(np.float32), expected, atol=1e-3)
 
 
 @needs_model
