@@ -12,6 +12,12 @@ The order of steps is what makes ingest safe to kill at any point:
 
 ``recover`` finishes what a killed run left: it deletes remote files of intents that never
 committed and retries retired deletions.
+
+With semantic routing on, the passages' sentence vectors are not computed in step 1: the
+model reads about ten passages a second, a hundred times slower than the rest of ingest. A
+document routes by its words as soon as it commits, and ``vectorise`` gives it its vectors
+afterwards (the server does so in the background, ``kpool ingest`` and ``kpool reindex`` before
+they exit); storing them is one more logged change, so live indexes pick them up like any other.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -45,7 +52,7 @@ from indexing.models import Document, UploadIntent
 from indexing.passages import passage_text, split_passages
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
-from indexing.store import NewVersion
+from indexing.store import NewVersion, VectorsDue
 from indexing.summary import PassageVectors
 
 log = logging.getLogger(__name__)
@@ -296,8 +303,9 @@ class DocumentTerms:
     passages: PassageVectors
 
 
-def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
-    """The summary of a document's text, under the pool's analyzer and passage parameters."""
+def summarise(pool: Pool, title: str, text: str, *, vectors: bool = False) -> DocumentTerms:
+    """The summary of a document's text, under the pool's analyzer and passage parameters;
+    with ``vectors`` (and semantic routing on), its passages' sentence vectors too."""
     analyzer = pool.analyzer
     terms, length = analyzer.term_frequencies(indexable_text(title, text))
     passages = []
@@ -306,10 +314,10 @@ def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
         texts.append(passage_text(title, text, passage))
         passage_terms, passage_length = analyzer.term_frequencies(texts[-1])
         passages.append((passage_terms, passage_length, (passage.start, passage.end)))
-    vectors = PassageVectors.from_counts(passages)
-    if pool.config.semantic:
-        vectors = vectors.with_embeddings(passage_vectors(pool.encoder, title, texts))
-    return DocumentTerms(terms, length, vectors)
+    summary = PassageVectors.from_counts(passages)
+    if vectors and pool.config.semantic:
+        summary = summary.with_embeddings(passage_vectors(pool.encoder, title, texts))
+    return DocumentTerms(terms, length, summary)
 
 
 def _upload(
@@ -374,9 +382,56 @@ def reupload(pool: Pool, document_id: str) -> str:
     return remote.id
 
 
-def reindex(pool: Pool) -> int:
+def vectorise(
+    pool: Pool,
+    *,
+    limit: int | None = None,
+    workers: int = 1,
+    stop: threading.Event | None = None,
+) -> int:
+    """Give the passages of documents that have no sentence vectors yet their vectors, at most
+    ``limit`` documents (all of them by default) on ``workers`` threads, until ``stop`` is set.
+    Returns how many documents got theirs; nothing to do without semantic routing.
+
+    Each document is summarised again from its stored text, under its current title, and
+    stored only if its summary did not change meanwhile (``Store.add_vectors``): a version
+    committed in between, or another process's vectors, win, and cost only the lost work."""
+    if not pool.config.semantic:
+        return 0
+    done = 0
+    batch = 4 * workers
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        while limit is None or done < limit:
+            if stop is not None and stop.is_set():
+                break
+            size = batch if limit is None else min(batch, limit - done)
+            due = pool.store.awaiting_vectors(limit=size)
+            if not due:
+                break
+            stored = sum(threads.map(lambda one: _add_vectors(pool, one, stop), due))
+            done += stored
+            if not stored:  # all taken by others or gone: look again on the next call
+                break
+    return done
+
+
+def _add_vectors(pool: Pool, due: VectorsDue, stop: threading.Event | None) -> bool:
+    if stop is not None and stop.is_set():
+        return False
+    try:
+        text = pool.store.get_content(due.document_id).text
+    except DocumentNotFound:  # deleted meanwhile
+        return False
+    summary = summarise(pool, due.title, text, vectors=True)
+    return pool.store.add_vectors(
+        due=due, terms=summary.terms, length=summary.length, passages=summary.passages
+    )
+
+
+def reindex(pool: Pool, *, vector_workers: int = 1) -> int:
     """Rebuild every summary from the stored text with the configured analyzer, then record
-    the configured parameters as the pool's own. Returns the number of documents."""
+    the configured parameters as the pool's own, then (with semantic routing) compute the
+    passages' vectors on ``vector_workers`` threads. Returns the number of documents."""
     count = 0
     cursor = None
     while True:
@@ -395,6 +450,7 @@ def reindex(pool: Pool) -> int:
         if cursor is None:
             break
     pool.adopt_params()
+    vectorise(pool, workers=vector_workers)
     return count
 
 

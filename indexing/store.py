@@ -173,6 +173,16 @@ class NewVersion:
 
 
 @dataclass(frozen=True)
+class VectorsDue:
+    """A document whose passages await their sentence vectors, as its summary stood when read."""
+
+    document_id: str
+    file_id: str
+    title: str
+    layout: bytes
+
+
+@dataclass(frozen=True)
 class Committed:
     document: Document
     created: bool
@@ -504,6 +514,62 @@ class Store:
                 setattr(summary, name, value)
             session.add(summary)
             session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
+
+    def awaiting_vectors(self, *, limit: int) -> list[VectorsDue]:
+        """Documents whose passages have no sentence vectors yet (semantic routing computes
+        them after ingest, ``indexing.ingest.vectorise``), in file id order."""
+        sums = SQLModel.metadata.tables["summaries"]
+        docs = SQLModel.metadata.tables["documents"]
+        query = (
+            sa_select(docs.c.id, sums.c.file_id, docs.c.title, sums.c.passage_layout)
+            .join_from(docs, sums, sums.c.file_id == docs.c.file_id)
+            .where(sums.c.passage_layout.is_not(None), sums.c.passage_embeddings.is_(None))
+            .order_by(sums.c.file_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [
+                VectorsDue(document_id=row[0], file_id=row[1], title=row[2], layout=row[3])
+                for row in connection.execute(query)
+            ]
+
+    def count_awaiting_vectors(self) -> int:
+        sums = SQLModel.metadata.tables["summaries"]
+        query = (
+            sa_select(func.count())
+            .select_from(sums)
+            .where(sums.c.passage_layout.is_not(None), sums.c.passage_embeddings.is_(None))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def add_vectors(
+        self, *, due: VectorsDue, terms: dict[str, int], length: int, passages: PassageVectors
+    ) -> bool:
+        """Store a document's summary with its passages' vectors, unless the summary changed
+        since ``due`` was read (a new version, a re-index, another process's vectors): then
+        nothing is written and the answer is False. Logged for live indexes like any update."""
+        if passages.embeddings is None:
+            raise ValueError("passages without vectors")
+        sums = SQLModel.metadata.tables["summaries"]
+        term_hashes, term_counts = TermVector.from_counts(terms).to_bytes()
+        values = {
+            "term_hashes": term_hashes,
+            "term_counts": term_counts,
+            "length": length,
+            **_passage_columns(passages),
+        }
+        unchanged = (
+            (sums.c.file_id == due.file_id)
+            & (sums.c.passage_layout == due.layout)
+            & sums.c.passage_embeddings.is_(None)
+        )
+        with self.writing() as session:
+            result = session.connection().execute(update(sums).where(unchanged).values(values))
+            if result.rowcount != 1:
+                return False
+            session.add(Change(op="upsert", document_id=due.document_id, file_id=due.file_id))
+            return True
 
     def mark_status(self, *, document_id: str, status: str) -> None:
         with self.writing() as session:

@@ -4,8 +4,10 @@
 first so a bad configuration is reported before the server starts). A background thread applies
 document changes made by other processes (a cron bulk ingest, another replica) every
 ``refresh_seconds`` and forgets conversations idle for ``conversation_days`` and audit entries
-older than ``audit_days``. One ``Limiter`` per app holds every caller's rate limit and token
-budget (tests may pass their own, with a clock of their own).
+older than ``audit_days``. With semantic routing on, another gives newly ingested documents
+their sentence vectors (``indexing.ingest.vectorise``), one at a time. One ``Limiter`` per app
+holds every caller's rate limit and token budget (tests may pass their own, with a clock of
+their own).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from indexing.ingest import vectorise
 from indexing.models import utcnow
 from indexing.pool import Pool
 from service import cors, errors
@@ -66,11 +69,22 @@ def create_app(
             daemon=True,
         )
         refresher.start()
+        workers = [refresher]
+        if app.state.pool.config.semantic:
+            vectoriser = threading.Thread(
+                target=_vectorise,
+                args=(app.state.pool, settings, stop),
+                name="vectors",
+                daemon=True,
+            )
+            vectoriser.start()
+            workers.append(vectoriser)
         try:
             yield
         finally:
             stop.set()
-            refresher.join(timeout=10)
+            for worker in workers:
+                worker.join(timeout=10)
             if owned:
                 app.state.pool.close()
             if answerer is None:
@@ -106,6 +120,23 @@ def _close_client(answerer: Answerer) -> None:
     client = getattr(answerer, "client", None)
     if client is not None:
         client.close()
+
+
+def _vectorise(pool: Pool, settings: Settings, stop: threading.Event) -> None:
+    """Give documents without sentence vectors theirs, on one thread so that questions keep
+    the other cores; when none is left, look again every ``refresh_seconds``. The refresh
+    thread applies the stored vectors to the index like any other change."""
+    while not stop.is_set():
+        done = 0
+        try:
+            if pool.params_mismatch is None:
+                done = vectorise(pool, limit=8, stop=stop)
+        except Exception:  # a database blip must not kill the loop; try again next tick
+            log.exception("could not compute sentence vectors")
+        if done:
+            log.info("gave %d documents their sentence vectors", done)
+        elif stop.wait(settings.refresh_seconds):
+            return
 
 
 def _maintain(pool: Pool, settings: Settings, stop: threading.Event) -> None:

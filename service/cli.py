@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import click
 from indexing.bulk import BulkReport, bulk_ingest
 from indexing.errors import ConfigurationError, PoolError
 from indexing.filters import Condition, Filters
-from indexing.ingest import Outcome, delete_document, reindex
+from indexing.ingest import Outcome, delete_document, reindex, vectorise
 from indexing.models import Document
 from indexing.pool import Pool
 from indexing.reconcile import reconcile as reconcile_pool
@@ -200,14 +201,32 @@ def ingest(
             dry_run=dry_run,
             on_outcome=progress.update if progress else None,
         )
-    if progress:
-        progress.close()
+        if progress:
+            progress.close()
+        if not dry_run:
+            _vectorise(pool, quiet=as_json)
     if as_json:
         _print_json(report.as_dict())
     else:
         _print_report(report)
     if not report.ok:
         sys.exit(1)
+
+
+def _vectorise(pool: Pool, *, quiet: bool) -> None:
+    """With semantic routing on, compute the sentence vectors of the documents that lack them
+    (these, and any a server has not got to yet) on every core before exiting. They already
+    route by their words meanwhile."""
+    if not pool.config.semantic:
+        return
+    waiting = pool.store.count_awaiting_vectors()
+    if not waiting:
+        return
+    if not quiet:
+        click.echo(f"computing sentence vectors for {waiting} documents ...", err=True)
+    done = vectorise(pool, workers=os.cpu_count() or 1)
+    if not quiet:
+        click.echo(f"gave {done} documents their sentence vectors", err=True)
 
 
 class _Progress:
@@ -483,7 +502,7 @@ def reindex_command(as_json: bool) -> None:
     Needed after changing KPOOL_ANALYZER_* or KPOOL_BM25_*. Example: kpool reindex
     """
     with _pool(check_params=False) as pool:
-        count = reindex(pool)
+        count = reindex(pool, vector_workers=os.cpu_count() or 1)
     if as_json:
         _print_json({"reindexed": count})
     else:

@@ -48,6 +48,9 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
         "indexed": len(pool.index),
         "backend": settings.backend_name,
     }
+    if pool.config.semantic and checks["store"] == "ok":
+        # Routed by their words until the background thread gives them their vectors.
+        body["awaiting_vectors"] = pool.store.count_awaiting_vectors()
     if body["status"] != "ok":
         return JSONResponse(body, status_code=503)
     return body

@@ -134,12 +134,19 @@ def test_route_finds_a_paraphrase_by_meaning_when_semantic_is_on(tmp_path: Path)
         pytest.skip("the embedding model is not installed (make semantic)")
     results = {}
     for semantic in (False, True):
-        settings = Settings(home=tmp_path / str(semantic), semantic=semantic)
+        settings = Settings(home=tmp_path / str(semantic), semantic=semantic, refresh_seconds=0.05)
         pool = open_pool(settings)
         for title, text in DOCUMENTS.items():
             request = IngestRequest(source=title, data=text.encode(), filename="p.txt", title=title)
             ingest(pool, request)
         with TestClient(create_app(settings, pool=pool)) as client:
+            if semantic:
+                # the server's background thread gives the new documents their vectors
+                ready = client.get("/readyz").json()
+                while ready["awaiting_vectors"]:
+                    time.sleep(0.05)
+                    ready = client.get("/readyz").json()
+                pool.refresh()
             body = client.post("/v1/route", json={"question": PARAPHRASE, "top_k": 1}).json()
         pool.close()
         results[semantic] = body["documents"][0]

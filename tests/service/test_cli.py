@@ -209,6 +209,29 @@ def test_semantic_routing_without_its_model_is_one_clear_line(
     assert "Traceback" not in result.output
 
 
+def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) -> None:
+    from indexing.store import Store, sqlite_url
+    from tests.indexing.test_semantic import model_installed
+
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "leave.txt").write_text("Family leave\n\nUp to twelve weeks to care for a parent.")
+    (folder / "parking.txt").write_text("Parking\n\nVisitors park in lot C.")
+    home = tmp_path / "home"
+    result = kpool(home, "ingest", str(folder), KPOOL_SEMANTIC="1")
+    assert result.exit_code == 0, result.output
+    assert "computing sentence vectors for 2 documents" in result.stderr
+    assert "gave 2 documents their sentence vectors" in result.stderr
+    store = Store.open(sqlite_url(home / "pool.db"))
+    try:
+        assert store.count_awaiting_vectors() == 0
+        assert all(e.passages and e.passages.embeddings is not None for e in store.index_entries())
+    finally:
+        store.close()
+
+
 def test_eval_prints_exactly_the_documented_keys(tmp_path: Path) -> None:
     dataset = tmp_path / "beir"
     (dataset / "qrels").mkdir(parents=True)
