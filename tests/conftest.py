@@ -18,6 +18,12 @@ from tests.databases import POSTGRES_ENV, postgres_schema
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
+# Semantic routing is on by default, and its server computes vectors in a background thread that
+# would re-rank a test's documents under it. Tests ask for it where they test it (the settings'
+# or the pool's ``semantic``, or the variable in a command's environment); subprocesses inherit
+# this too.
+os.environ["KPOOL_SEMANTIC"] = "0"
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

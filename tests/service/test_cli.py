@@ -206,7 +206,21 @@ def test_semantic_routing_without_its_model_is_one_clear_line(
     result = kpool(home, "route", "annual leave", KPOOL_SEMANTIC="1")
     assert result.exit_code == 1
     assert "semantic routing needs the embedding model: run `make semantic`" in result.output
+    assert "or set KPOOL_SEMANTIC=0 to route by words only" in result.output
     assert "Traceback" not in result.output
+
+
+def test_semantic_routing_is_on_unless_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.settings import Settings
+
+    monkeypatch.delenv("KPOOL_SEMANTIC")  # the suite switches it off (tests/conftest.py)
+    assert Settings(home=tmp_path).pool_config().semantic
+    assert Settings(home=tmp_path).routing_options().semantic_weight == 0.5
+    monkeypatch.setenv("KPOOL_SEMANTIC", "0")
+    assert not Settings(home=tmp_path).pool_config().semantic
+    assert Settings(home=tmp_path).routing_options().semantic_weight == 0.0
 
 
 def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) -> None:
