@@ -1022,7 +1022,8 @@ class InvertedIndex:
         budget: int | None,
     ) -> tuple[list[int], FloatArray]:
         """A convex combination of BM25 and best-passage similarity, each scaled to [0, 1]
-        over the allowed documents; returns the ranked slots and their fused scores."""
+        over the allowed documents (BM25 alone for a document without vectors); returns the
+        ranked slots and their fused scores."""
         slots = len(scores)
         allowed = self._docs.alive.view()[:slots].copy()
         if mask is not None:
@@ -1039,6 +1040,10 @@ class InvertedIndex:
             meaning[by_meaning] = (closest[by_meaning] - low) / (high - low) if high > low else 1.0
         weight = min(semantic_weight, 1.0)
         fused = (1.0 - weight) * words + weight * meaning
+        # A document still waiting for its vectors (``indexing.ingest.vectorise``) ranks by its
+        # words alone, not by its words at a discount against documents that have both.
+        waiting = lexical & ~by_meaning
+        fused[waiting] = words[waiting]
         chosen = np.flatnonzero((lexical | by_meaning) & (fused > 0))
         depth = top_k if budget is None else len(chosen)
         ordered = _best_first(fused, chosen, depth)

@@ -53,7 +53,7 @@ from indexing.passages import passage_text, split_passages
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
 from indexing.store import NewVersion, VectorsDue
-from indexing.summary import PassageVectors
+from indexing.summary import PassageVectors, passage_spans
 
 log = logging.getLogger(__name__)
 
@@ -303,21 +303,18 @@ class DocumentTerms:
     passages: PassageVectors
 
 
-def summarise(pool: Pool, title: str, text: str, *, vectors: bool = False) -> DocumentTerms:
-    """The summary of a document's text, under the pool's analyzer and passage parameters;
-    with ``vectors`` (and semantic routing on), its passages' sentence vectors too."""
+def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
+    """The summary of a document's text, under the pool's analyzer and passage parameters
+    (its passages' sentence vectors come later, from ``vectorise``)."""
     analyzer = pool.analyzer
     terms, length = analyzer.term_frequencies(indexable_text(title, text))
     passages = []
-    texts = []
     for passage in split_passages(text, pool.config.passages):
-        texts.append(passage_text(title, text, passage))
-        passage_terms, passage_length = analyzer.term_frequencies(texts[-1])
+        passage_terms, passage_length = analyzer.term_frequencies(
+            passage_text(title, text, passage)
+        )
         passages.append((passage_terms, passage_length, (passage.start, passage.end)))
-    summary = PassageVectors.from_counts(passages)
-    if vectors and pool.config.semantic:
-        summary = summary.with_embeddings(passage_vectors(pool.encoder, title, texts))
-    return DocumentTerms(terms, length, summary)
+    return DocumentTerms(terms, length, PassageVectors.from_counts(passages))
 
 
 def _upload(
@@ -387,45 +384,68 @@ def vectorise(
     *,
     limit: int | None = None,
     workers: int = 1,
+    descending: bool = False,
     stop: threading.Event | None = None,
 ) -> int:
-    """Give the passages of documents that have no sentence vectors yet their vectors, at most
-    ``limit`` documents (all of them by default) on ``workers`` threads, until ``stop`` is set.
-    Returns how many documents got theirs; nothing to do without semantic routing.
+    """Give the documents whose passages have no sentence vectors yet their vectors: at most
+    ``limit`` of them (all by default), on ``workers`` threads, in file id order (``descending``:
+    from the other end), until ``stop`` is set. Returns how many got theirs; nothing to do
+    without semantic routing.
 
-    Each document is summarised again from its stored text, under its current title, and
-    stored only if its summary did not change meanwhile (``Store.add_vectors``): a version
-    committed in between, or another process's vectors, win, and cost only the lost work."""
+    The vectors are made from the stored text, the passages' stored spans and the current
+    title, and stored only if none of them changed meanwhile (``Store.add_vectors``): a new
+    version, a re-index, a new title or another process's vectors win over late ones. A
+    document the model fails on, or whose stored passages this configuration would cut
+    otherwise, is logged and left out for the rest of the process's life (``kpool reindex``
+    makes its passages anew)."""
     if not pool.config.semantic:
         return 0
     done = 0
-    batch = 4 * workers
+    after = None
     with ThreadPoolExecutor(max_workers=workers) as threads:
         while limit is None or done < limit:
             if stop is not None and stop.is_set():
                 break
-            size = batch if limit is None else min(batch, limit - done)
-            due = pool.store.awaiting_vectors(limit=size)
+            size = 4 * workers if limit is None else min(4 * workers, limit - done)
+            due = pool.store.awaiting_vectors(limit=size, after=after, descending=descending)
             if not due:
                 break
-            stored = sum(threads.map(lambda one: _add_vectors(pool, one, stop), due))
-            done += stored
-            if not stored:  # all taken by others or gone: look again on the next call
-                break
+            after = due[-1].file_id
+            todo = [one for one in due if one.file_id not in pool.vectors_refused]
+            done += sum(threads.map(lambda one: _add_vectors(pool, one, stop), todo))
     return done
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
 def _add_vectors(pool: Pool, due: VectorsDue, stop: threading.Event | None) -> bool:
-    if stop is not None and stop.is_set():
-        return False
     try:
         text = pool.store.get_content(due.document_id).text
     except DocumentNotFound:  # deleted meanwhile
         return False
-    summary = summarise(pool, due.title, text, vectors=True)
-    return pool.store.add_vectors(
-        due=due, terms=summary.terms, length=summary.length, passages=summary.passages
-    )
+    passages = split_passages(text, pool.config.passages)
+    if [(p.start, p.end) for p in passages] != passage_spans(due.layout):
+        log.warning(
+            "document %s was cut into passages under other parameters; its vectors wait for "
+            "`kpool reindex`",
+            due.document_id,
+        )
+        pool.vectors_refused.add(due.file_id)
+        return False
+    texts = [passage_text(due.title, text, passage) for passage in passages]
+    try:
+        vectors = passage_vectors(pool.encoder, due.title, texts, stop=stop)
+    except Exception:  # the model failing on one document must not stop the others
+        log.exception("could not compute the sentence vectors of document %s", due.document_id)
+        pool.vectors_refused.add(due.file_id)
+        return False
+    return vectors is not None and pool.store.add_vectors(due=due, vectors=vectors)
 
 
 def reindex(pool: Pool, *, vector_workers: int = 1) -> int:

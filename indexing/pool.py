@@ -75,6 +75,8 @@ class Pool:
         #: Set when another process re-indexed the pool with other parameters: this process's
         #: analyzer no longer matches the summaries, so it stops applying them.
         self.params_mismatch: str | None = None
+        #: Documents (by file id) whose vectors could not be computed (``ingest.vectorise``).
+        self.vectors_refused: set[str] = set()
         self._refresh_lock = threading.Lock()
 
     @classmethod
@@ -170,6 +172,7 @@ def describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
             differences.append(
                 f"semantic routing (KPOOL_SEMANTIC): pool has {'on' if old else 'off'}, "
                 f"configured {'on' if new else 'off'}"
+                + ("; KPOOL_SEMANTIC=0 keeps routing it by words" if new else "")
             )
             continue
         for key in sorted(set(old) | set(new)):

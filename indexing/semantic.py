@@ -171,9 +171,17 @@ class Encoder:
         return _layer_norm(out, layer.output_norm, self.eps)
 
 
-def passage_vectors(encoder: Encoder, title: str, texts: Sequence[str]) -> np.ndarray:
+def passage_vectors(
+    encoder: Encoder,
+    title: str,
+    texts: Sequence[str],
+    *,
+    batch: int = 32,
+    stop: threading.Event | None = None,
+) -> np.ndarray | None:
     """The vectors stored for a document's passages: ``(1 - s) · passage + s · title``, ``s``
-    being ``TITLE_SHARE``, from the passages' texts and the document's title.
+    being ``TITLE_SHARE``, from the passages' texts and the document's title. Encoded
+    ``batch`` passages at a time, checking ``stop`` in between: None if it was set.
 
     A question's dot product with one is then ``(1 - s) · cos(question, passage) + s ·
     cos(question, title)``: the document's best passage by that measure is its best passage
@@ -181,10 +189,15 @@ def passage_vectors(encoder: Encoder, title: str, texts: Sequence[str]) -> np.nd
     merely share a paragraph with it ("Details with other agencies" against a page that
     mentions details in passing). The vectors are no longer of unit length, which is what
     makes the product that sum. A blank title leaves the passages' own vectors."""
-    if not title.strip() or not texts:
-        return encoder.encode(texts)
-    vectors = encoder.encode([*texts, title])
-    mixed: np.ndarray = (1.0 - TITLE_SHARE) * vectors[:-1] + TITLE_SHARE * vectors[-1]
+    parts = []
+    for start in range(0, len(texts), batch):
+        if stop is not None and stop.is_set():
+            return None
+        parts.append(encoder.encode(texts[start : start + batch]))
+    own = np.concatenate(parts) if parts else encoder.encode([])
+    if not title.strip() or not len(own):
+        return own
+    mixed: np.ndarray = (1.0 - TITLE_SHARE) * own + TITLE_SHARE * encoder.encode([title])[0]
     return mixed
 
 

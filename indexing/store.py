@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -42,7 +43,7 @@ from indexing.models import (
     UploadIntent,
     utcnow,
 )
-from indexing.summary import PassageVectors, TermVector
+from indexing.summary import PassageVectors, TermVector, embeddings_to_bytes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The PostgreSQL advisory lock that orders the pool's writers (any constant all processes share).
@@ -442,8 +443,14 @@ class Store:
             doc = session.get(Document, document_id)
             if doc is None:
                 raise DocumentNotFound(f"no document with id {document_id!r}")
-            if title is not None:
+            if title is not None and title != doc.title:
                 doc.title = title
+                # A third of each passage's vector is the title's: computed again, by
+                # ``indexing.ingest.vectorise``; the document routes by its words meanwhile.
+                summary = session.get(Summary, doc.file_id) if doc.file_id else None
+                if summary is not None and summary.passage_embeddings is not None:
+                    summary.passage_embeddings = None
+                    session.add(summary)
             if tags is not None:
                 doc.tags = sorted(set(tags))
             if groups is not None:
@@ -485,6 +492,10 @@ class Store:
                     length=summary.length,
                     term_hashes=summary.term_hashes,
                     term_counts=summary.term_counts,
+                    passage_hashes=summary.passage_hashes,
+                    passage_counts=summary.passage_counts,
+                    passage_layout=summary.passage_layout,
+                    passage_embeddings=summary.passage_embeddings,
                 )
             )
             session.delete(summary)
@@ -515,18 +526,23 @@ class Store:
             session.add(summary)
             session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
 
-    def awaiting_vectors(self, *, limit: int) -> list[VectorsDue]:
+    def awaiting_vectors(
+        self, *, limit: int, after: str | None = None, descending: bool = False
+    ) -> list[VectorsDue]:
         """Documents whose passages have no sentence vectors yet (semantic routing computes
-        them after ingest, ``indexing.ingest.vectorise``), in file id order."""
+        them after ingest, ``indexing.ingest.vectorise``), in file id order from ``after``
+        (descending: the other way, so that two processes at work meet in the middle)."""
         sums = SQLModel.metadata.tables["summaries"]
         docs = SQLModel.metadata.tables["documents"]
         query = (
             sa_select(docs.c.id, sums.c.file_id, docs.c.title, sums.c.passage_layout)
             .join_from(docs, sums, sums.c.file_id == docs.c.file_id)
-            .where(sums.c.passage_layout.is_not(None), sums.c.passage_embeddings.is_(None))
-            .order_by(sums.c.file_id)
+            .where(_awaits_vectors(sums))
+            .order_by(sums.c.file_id.desc() if descending else sums.c.file_id)
             .limit(limit)
         )
+        if after is not None:
+            query = query.where(sums.c.file_id < after if descending else sums.c.file_id > after)
         with self.engine.connect() as connection:
             return [
                 VectorsDue(document_id=row[0], file_id=row[1], title=row[2], layout=row[3])
@@ -535,38 +551,29 @@ class Store:
 
     def count_awaiting_vectors(self) -> int:
         sums = SQLModel.metadata.tables["summaries"]
-        query = (
-            sa_select(func.count())
-            .select_from(sums)
-            .where(sums.c.passage_layout.is_not(None), sums.c.passage_embeddings.is_(None))
-        )
+        query = sa_select(func.count()).select_from(sums).where(_awaits_vectors(sums))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
-    def add_vectors(
-        self, *, due: VectorsDue, terms: dict[str, int], length: int, passages: PassageVectors
-    ) -> bool:
-        """Store a document's summary with its passages' vectors, unless the summary changed
-        since ``due`` was read (a new version, a re-index, another process's vectors): then
-        nothing is written and the answer is False. Logged for live indexes like any update."""
-        if passages.embeddings is None:
-            raise ValueError("passages without vectors")
+    def add_vectors(self, *, due: VectorsDue, vectors: np.ndarray) -> bool:
+        """Store the sentence vectors of a document's passages, made from its text, its
+        passages' spans in ``due.layout`` and its title ``due.title``; only the vectors, and
+        only if neither the summary nor the title changed since ``due`` was read (a new
+        version, a re-index, a new title, another process's vectors): otherwise nothing is
+        written and the answer is False. Logged for live indexes like any update."""
         sums = SQLModel.metadata.tables["summaries"]
-        term_hashes, term_counts = TermVector.from_counts(terms).to_bytes()
-        values = {
-            "term_hashes": term_hashes,
-            "term_counts": term_counts,
-            "length": length,
-            **_passage_columns(passages),
-        }
+        docs = SQLModel.metadata.tables["documents"]
+        titled = sa_select(docs.c.id).where(docs.c.id == due.document_id, docs.c.title == due.title)
         unchanged = (
             (sums.c.file_id == due.file_id)
             & (sums.c.passage_layout == due.layout)
             & sums.c.passage_embeddings.is_(None)
+            & sums.c.document_id.in_(titled)
         )
+        blob = embeddings_to_bytes(vectors)
         with self.writing() as session:
-            result = session.connection().execute(update(sums).where(unchanged).values(values))
-            if result.rowcount != 1:
+            statement = update(sums).where(unchanged).values(passage_embeddings=blob)
+            if session.connection().execute(statement).rowcount != 1:
                 return False
             session.add(Change(op="upsert", document_id=due.document_id, file_id=due.file_id))
             return True
@@ -685,6 +692,12 @@ class Store:
     def forget_retired(self, *, file_id: str) -> None:
         with self.writing() as session:
             session.exec(_delete(RetiredFile, col(RetiredFile.file_id) == file_id))
+
+
+def _awaits_vectors(sums: Any) -> Any:
+    """Summaries with passages but no vectors (the partial index ``ix_summaries_awaiting``
+    holds just these, so the idle vectoriser's look costs nothing in a large pool)."""
+    return sums.c.passage_layout.is_not(None) & sums.c.passage_embeddings.is_(None)
 
 
 def _delete(table: type[SQLModel], condition: Any) -> Any:

@@ -108,7 +108,7 @@ class PassageVectors:
             self.hashes.astype("<i8").tobytes(),
             self.counts.astype("<u4").tobytes(),
             self.layout.astype("<u4").tobytes(),
-            None if self.embeddings is None else self.embeddings.astype("<f2").tobytes(),
+            None if self.embeddings is None else embeddings_to_bytes(self.embeddings),
         )
 
     def with_embeddings(self, vectors: np.ndarray) -> PassageVectors:
@@ -131,3 +131,14 @@ class PassageVectors:
     @property
     def spans(self) -> LayoutArray:
         return self.layout[:, _START : _END + 1]
+
+
+def embeddings_to_bytes(vectors: np.ndarray) -> bytes:
+    """Passage vectors as stored: float16, little-endian, one row per passage."""
+    return vectors.astype("<f2").tobytes()
+
+
+def passage_spans(layout: bytes) -> list[tuple[int, int]]:
+    """The character spans of the passages in a stored layout (``PassageVectors.to_bytes``)."""
+    rows = np.frombuffer(layout, dtype="<u4").reshape(-1, 4)
+    return [(int(start), int(end)) for start, end in rows[:, _START : _END + 1].tolist()]

@@ -154,7 +154,8 @@ def default_settings(home: Path) -> Settings:
     """The shipped defaults (model, max tokens, top-k, token budget), whatever the environment."""
     pinned = ("model", "max_tokens", "top_k", "token_budget", "system_prompt")
     defaults = {name: Settings.model_fields[name].default for name in pinned}
-    return Settings(home=home, files_backend="local", **defaults)
+    # Words only: its pools are bulk-ingested without the sentence vectors a server would add.
+    return Settings(home=home, files_backend="local", semantic=False, **defaults)
 
 
 def run_corpus(corpus: Corpus) -> list[Row]:

@@ -85,7 +85,7 @@ def create_app(
             stop.set()
             for worker in workers:
                 worker.join(timeout=10)
-            if owned:
+            if owned and not any(worker.is_alive() for worker in workers):
                 app.state.pool.close()
             if answerer is None:
                 _close_client(app.state.answerer)
@@ -130,7 +130,8 @@ def _vectorise(pool: Pool, settings: Settings, stop: threading.Event) -> None:
         done = 0
         try:
             if pool.params_mismatch is None:
-                done = vectorise(pool, limit=8, stop=stop)
+                # From the other end of the queue than `kpool ingest`, so the two rarely meet.
+                done = vectorise(pool, limit=8, descending=True, stop=stop)
         except Exception:  # a database blip must not kill the loop; try again next tick
             log.exception("could not compute sentence vectors")
         if done:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ import click
 from indexing.bulk import BulkReport, bulk_ingest
 from indexing.errors import ConfigurationError, PoolError
 from indexing.filters import Condition, Filters
-from indexing.ingest import Outcome, delete_document, reindex, vectorise
+from indexing.ingest import Outcome, delete_document, reindex, usable_cores, vectorise
 from indexing.models import Document
 from indexing.pool import Pool
 from indexing.reconcile import reconcile as reconcile_pool
@@ -203,12 +202,12 @@ def ingest(
         )
         if progress:
             progress.close()
+        if as_json:
+            _print_json(report.as_dict())
+        else:
+            _print_report(report)
         if not dry_run:
             _vectorise(pool, quiet=as_json)
-    if as_json:
-        _print_json(report.as_dict())
-    else:
-        _print_report(report)
     if not report.ok:
         sys.exit(1)
 
@@ -224,7 +223,15 @@ def _vectorise(pool: Pool, *, quiet: bool) -> None:
         return
     if not quiet:
         click.echo(f"computing sentence vectors for {waiting} documents ...", err=True)
-    done = vectorise(pool, workers=os.cpu_count() or 1)
+    try:
+        done = vectorise(pool, workers=usable_cores())
+    except Exception as exc:  # the ingest itself is committed; the vectors can wait
+        click.echo(
+            f"warning: could not compute every sentence vector ({exc}); the documents route by "
+            "their words until a server or the next `kpool ingest` computes them",
+            err=True,
+        )
+        return
     if not quiet:
         click.echo(f"gave {done} documents their sentence vectors", err=True)
 
@@ -502,7 +509,7 @@ def reindex_command(as_json: bool) -> None:
     Needed after changing KPOOL_ANALYZER_* or KPOOL_BM25_*. Example: kpool reindex
     """
     with _pool(check_params=False) as pool:
-        count = reindex(pool, vector_workers=os.cpu_count() or 1)
+        count = reindex(pool, vector_workers=usable_cores())
     if as_json:
         _print_json({"reindexed": count})
     else:

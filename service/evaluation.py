@@ -27,7 +27,7 @@ from typing import Any
 
 from indexing.errors import InvalidInput
 from indexing.files import LocalFilesBackend
-from indexing.ingest import IngestRequest, ingest, vectorise
+from indexing.ingest import IngestRequest, ingest, usable_cores, vectorise
 from indexing.pool import Pool
 from service.router import RoutingOptions, route
 from service.settings import Settings
@@ -159,7 +159,7 @@ def build_pool(
     for outcome in outcomes:
         if outcome.document_id is not None:
             corpus_ids.setdefault(outcome.document_id, []).append(outcome.source)
-    vectorise(pool, workers=2)
+    vectorise(pool, workers=usable_cores())
     pool.load_index()
     return pool, corpus_ids
 

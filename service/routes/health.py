@@ -50,7 +50,11 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
     }
     if pool.config.semantic and checks["store"] == "ok":
         # Routed by their words until the background thread gives them their vectors.
-        body["awaiting_vectors"] = pool.store.count_awaiting_vectors()
+        try:
+            body["awaiting_vectors"] = pool.store.count_awaiting_vectors()
+        except Exception as exc:  # as for the store check above
+            checks["store"] = f"unavailable: {type(exc).__name__}"
+            body["status"] = "unavailable"
     if body["status"] != "ok":
         return JSONResponse(body, status_code=503)
     return body

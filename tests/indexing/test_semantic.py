@@ -4,7 +4,9 @@ index fuses meaning with BM25 (by hand, through filters, updates and compaction)
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from indexing.errors import IndexParamsMismatch, SemanticUnavailable
 from indexing.index import IndexEntry, InvertedIndex
 from indexing.ingest import IngestRequest, ingest, summarise, vectorise
 from indexing.passages import passage_text, split_passages
-from indexing.summary import PassageVectors
+from indexing.pool import Pool
+from indexing.summary import PassageVectors, TermVector
 from service.router import RoutingOptions, question_text, route
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
@@ -275,6 +278,19 @@ def test_documents_without_vectors_still_route_by_words() -> None:
     assert {h.entry.file_id for h in hits} == {"old", "new"}
 
 
+def test_a_document_awaiting_its_vectors_ranks_by_its_words_alone() -> None:
+    """Not by its words at a discount: the best match by words, not yet vectorised, is not
+    outranked by a document that shares no word with the question."""
+    index = InvertedIndex()
+    add(index, entry("near", [("travel", unit(0, 1))]))
+    add(index, entry("far", [("pay", unit(1))]))
+    index.add(entry("waiting", [("expense report", None)]))
+    hits = index.search(["expense", "report"], top_k=3, query_vector=unit(0, 1))
+    assert [h.entry.file_id for h in hits] == ["waiting", "near"]
+    assert hits[0].score == pytest.approx(1.0)  # its words, the best BM25 of the allowed
+    assert hits[1].score == pytest.approx(0.5)  # no words, the closest meaning
+
+
 def test_the_span_falls_back_to_the_closest_passage() -> None:
     index = InvertedIndex()
     add(index, entry("a", [("first words", unit(0, 1)), ("second words", unit(1))]))
@@ -449,39 +465,97 @@ def test_documents_route_by_words_at_once_and_by_meaning_once_vectorised(open_po
     )
 
 
+def ingest_all(pool: Pool, titles: Sequence[str] = tuple(DOCUMENTS)) -> None:
+    for title in titles:
+        data = DOCUMENTS[title].encode()
+        ingest(pool, IngestRequest(source=title, data=data, filename="a.txt", title=title))
+
+
 @needs_model
-def test_vectors_are_never_stored_over_a_summary_that_changed(open_pool) -> None:  # type: ignore[no-untyped-def]
-    """The model works outside any transaction: a new version, a re-index or another process's
-    vectors committed meanwhile win, and the late vectors are dropped."""
+def test_vectors_are_never_stored_over_a_summary_that_changed(open_pool, encoder) -> None:  # type: ignore[no-untyped-def]
+    """The model works outside any transaction: a new version, a re-index or a new title
+    committed meanwhile win, and the late vectors are dropped."""
     pool = open_pool(semantic=True)
-    for title in ("Parking", "Caring for a sick parent"):
-        text = DOCUMENTS[title]
-        ingest(pool, IngestRequest(source=title, data=text.encode(), filename="a.txt", title=title))
-    replaced, reindexed = pool.store.awaiting_vectors(limit=10)
-    late = {
-        due.file_id: summarise(pool, due.title, "Old words.", vectors=True)
-        for due in (replaced, reindexed)
-    }
-    # a new version of one document, a re-index of the other
+    ingest_all(pool)
+    replaced, reindexed, retitled = pool.store.awaiting_vectors(limit=10)
+    late = encoder.encode(["stale"])  # one passage each
     ingest(
         pool,
         IngestRequest(source=replaced.title, data=b"Parking moved to lot D.", filename="a.txt"),
     )
-    fresh = summarise(pool, reindexed.title, "Counselling for staff.")
+    # a re-index (here: other passage terms for the same text) in another process
+    text = pool.store.get_content(reindexed.document_id).text
+    fresh = summarise(pool, "Counselling service", text)
     pool.store.update_summary(
         file_id=reindexed.file_id, terms=fresh.terms, length=fresh.length, passages=fresh.passages
     )
-    for due in (replaced, reindexed):
-        summary = late[due.file_id]
-        assert not pool.store.add_vectors(
-            due=due, terms=summary.terms, length=summary.length, passages=summary.passages
-        )
-    # nothing was overwritten; both still await vectors of their current text
-    assert {d.file_id for d in pool.store.awaiting_vectors(limit=10)} == {
-        pool.store.find_document(source=replaced.title).file_id,  # type: ignore[union-attr]
-        reindexed.file_id,
-    }
-    assert vectorise(pool) == 2 and vectorise(pool) == 0
+    pool.store.update_metadata(document_id=retitled.document_id, title="Carer's leave")
+    for due in (replaced, reindexed, retitled):
+        assert not pool.store.add_vectors(due=due, vectors=late)
+    assert pool.store.count_awaiting_vectors() == 3  # nothing was written
+    assert vectorise(pool) == 3 and vectorise(pool) == 0
+    # only the vectors were written: the re-index's terms stand
+    (stored,) = pool.store.index_entries([reindexed.document_id])
+    expected = TermVector.from_counts(fresh.terms)
+    np.testing.assert_array_equal(stored.terms().hashes, expected.hashes)
+    np.testing.assert_array_equal(stored.terms().counts, expected.counts)
+    assert stored.passages is not None and stored.passages.embeddings is not None
+
+
+@needs_model
+def test_a_new_title_gives_the_passages_new_vectors(open_pool, encoder) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(semantic=True)
+    ingest_all(pool, ["Parking"])
+    assert vectorise(pool) == 1
+    (doc,) = pool.store.list_documents(limit=1)[0]
+    pool.store.update_metadata(document_id=doc.id, title="Visitor parking")
+    assert pool.store.count_awaiting_vectors() == 1  # routed by its words until then
+    assert vectorise(pool) == 1
+    text = pool.store.get_content(doc.id).text
+    texts = [
+        passage_text("Visitor parking", text, p) for p in split_passages(text, pool.config.passages)
+    ]
+    (entry,) = pool.store.index_entries()
+    assert entry.passages is not None and entry.passages.embeddings is not None
+    np.testing.assert_allclose(
+        entry.passages.embeddings.astype(np.float32),
+        semantic.passage_vectors(encoder, "Visitor parking", texts),
+        atol=1e-3,
+    )
+
+
+@needs_model
+def test_a_document_the_model_fails_on_is_left_out_and_holds_up_no_other(
+    open_pool, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import indexing.ingest
+
+    real = semantic.passage_vectors
+
+    def failing_on_parking(encoder, title, texts, **kwargs):  # type: ignore[no-untyped-def]
+        if title == "Parking":
+            raise MemoryError("too long")
+        return real(encoder, title, texts, **kwargs)
+
+    monkeypatch.setattr(indexing.ingest, "passage_vectors", failing_on_parking)
+    pool = open_pool(semantic=True)
+    ingest_all(pool)
+    assert vectorise(pool) == 2
+    assert [d.title for d in pool.store.awaiting_vectors(limit=10)] == ["Parking"]
+    assert vectorise(pool) == 0  # not tried again by this process
+    assert len(pool.vectors_refused) == 1
+
+
+@needs_model
+def test_vectorise_stops_when_told(open_pool) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(semantic=True)
+    ingest_all(pool)
+    stop = threading.Event()
+    stop.set()
+    assert vectorise(pool, stop=stop) == 0
+    assert pool.store.count_awaiting_vectors() == len(DOCUMENTS)
+    assert vectorise(pool, limit=1) == 1
+    assert vectorise(pool, descending=True) == len(DOCUMENTS) - 1
 
 
 def test_vectorise_has_nothing_to_do_without_semantic_routing(open_pool) -> None:  # type: ignore[no-untyped-def]

@@ -142,10 +142,10 @@ def test_route_finds_a_paraphrase_by_meaning_when_semantic_is_on(tmp_path: Path)
         with TestClient(create_app(settings, pool=pool)) as client:
             if semantic:
                 # the server's background thread gives the new documents their vectors
-                ready = client.get("/readyz").json()
-                while ready["awaiting_vectors"]:
+                deadline = time.monotonic() + 120  # a guard against a hang, not a timing
+                while client.get("/readyz").json()["awaiting_vectors"]:
+                    assert time.monotonic() < deadline, "the server never computed the vectors"
                     time.sleep(0.05)
-                    ready = client.get("/readyz").json()
                 pool.refresh()
             body = client.post("/v1/route", json={"question": PARAPHRASE, "top_k": 1}).json()
         pool.close()
