@@ -222,6 +222,9 @@ def test_reupload_after_the_remote_file_vanished_gives_a_new_file_that_routing_f
     assert remote_ids(files_backend) == {new_id}
     assert routed(pool, "carry over leave") == [new_id]
     assert pool.store.intents() == [] and pool.store.retired_files() == []
+    # the summary moves whole: its passages too, so routing keeps scoring them
+    (entry,) = pool.store.index_entries([leave.document_id or ""])
+    assert entry.file_id == new_id and entry.passages is not None and len(entry.passages) > 0
 
 
 @both_backends
