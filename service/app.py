@@ -62,23 +62,17 @@ def create_app(
             keep_questions=settings.audit_questions,
         )
         stop = threading.Event()
-        refresher = threading.Thread(
-            target=_maintain,
-            args=(app.state.pool, settings, stop),
-            name="maintenance",
-            daemon=True,
-        )
-        refresher.start()
-        workers = [refresher]
+        loops = {"maintenance": _maintain}
         if app.state.pool.config.semantic:
-            vectoriser = threading.Thread(
-                target=_vectorise,
-                args=(app.state.pool, settings, stop),
-                name="vectors",
-                daemon=True,
+            loops["vectors"] = _vectorise
+        workers = [
+            threading.Thread(
+                target=loop, args=(app.state.pool, settings, stop), name=name, daemon=True
             )
-            vectoriser.start()
-            workers.append(vectoriser)
+            for name, loop in loops.items()
+        ]
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
