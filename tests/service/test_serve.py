@@ -95,3 +95,50 @@ def test_serve_refuses_a_pool_indexed_with_other_parameters(
     assert done.returncode == 1
     assert "bm25.b: pool has 0.75, configured 0.5" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_default_server_routes_an_upload_by_meaning_once_it_has_vectors(
+    tmp_path: Path,
+) -> None:
+    """Semantic routing as shipped (the suite otherwise switches it off): an uploaded policy
+    routes at once, and by meaning once the server's background thread gave it vectors."""
+    from tests.indexing.test_semantic import DOCUMENTS, PARAPHRASE, model_installed
+
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    port = free_port()
+    env = {**os.environ, "KPOOL_HOME": str(tmp_path / "home"), "KPOOL_PORT": str(port)}
+    env["KPOOL_REFRESH_SECONDS"] = "0.1"
+    for name in ("KPOOL_SEMANTIC", "ANTHROPIC_API_KEY"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [*KPOOL, "serve"], cwd=ROOT, env=env, text=True, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/healthz", process)
+        for title, text in DOCUMENTS.items():
+            files = {"file": (f"{title}.txt", text.encode(), "text/plain")}
+            upload = httpx.post(f"{base}/v1/documents", files=files, data={"title": title})
+            assert upload.status_code == 201, upload.text
+        deadline = time.monotonic() + 120  # a guard against a hang, not a timing
+        while httpx.get(f"{base}/readyz").json()["awaiting_vectors"]:
+            assert time.monotonic() < deadline, "the server never computed the vectors"
+            time.sleep(0.1)
+
+        def top() -> str:
+            body = httpx.post(f"{base}/v1/route", json={"question": PARAPHRASE}).json()
+            return str(body["documents"][0]["title"])
+
+        while top() != "Family and medical leave":  # the vectors reach the index next refresh
+            assert time.monotonic() < deadline, "routing never used the vectors"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert "Traceback" not in stderr
