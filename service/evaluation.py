@@ -208,6 +208,8 @@ def _measure(
 ) -> dict[str, Any]:
     depth = max(max(cutoffs), NDCG_DEPTH, MRR_DEPTH)
     timings: list[float] = []
+    if pool.config.semantic:
+        pool.encoder.forget_questions()  # each method's questions are new to it
 
     def ranked(question: str) -> list[str]:
         started = time.perf_counter()

@@ -124,7 +124,7 @@ def route(
     terms = query_terms(pool, question, earlier, drop_question_words=options.drop_question_words)
     vector = None
     if options.semantic_weight > 0 and pool.config.semantic and terms:
-        vector = pool.encoder.encode([question_text(question, earlier)])[0]
+        vector = pool.encoder.question(question_text(question, earlier))
     hits = pool.index.search(
         terms,
         top_k=top_k,

@@ -96,6 +96,18 @@ def test_a_passage_vector_carries_its_documents_title(encoder: semantic.Encoder)
 
 
 @needs_model
+def test_a_question_asked_again_reuses_its_vector(encoder: semantic.Encoder) -> None:
+    text = "how many days of annual leave can I carry over?"
+    first = encoder.question(text)
+    np.testing.assert_allclose(first, encoder.encode([text])[0], atol=1e-6)
+    assert encoder.question(text) is first  # kept, not computed again
+    assert not first.flags.writeable  # shared by every caller, so nobody may change it
+    assert encoder.question(text + " ") is not first
+    encoder.forget_questions()
+    assert encoder.question(text) is not first
+
+
+@needs_model
 def test_paraphrases_are_closer_than_other_topics(encoder: semantic.Encoder) -> None:
     question, family, travel = encoder.encode(
         [
