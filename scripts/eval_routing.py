@@ -6,7 +6,8 @@ rows differ only in how questions are scored:
 
 * ``BM25, documents``: whole-document BM25 (stemmed, Lucene IDF), every word of the question;
 * ``+ question words dropped``: "how do I", "am I allowed to" and the like leave the question;
-* ``+ best passage``: a document scores by its whole text plus its best passage (the default);
+* ``+ best passage``: a document scores by its whole text plus its best passage (routing by
+  words only, ``KPOOL_SEMANTIC=0``);
 * ``+ coverage ≥ X``: the same, routing nothing when the best document holds less than X of the
   question's IDF-weighted terms (``KPOOL_MIN_COVERAGE``);
 * ``+ meaning``: the best passage's similarity to the question (a third of it the document
@@ -42,12 +43,12 @@ COVERAGE = 0.4
 METHODS = {
     "BM25, documents": RoutingOptions(drop_question_words=False, passage_weight=0.0),
     "+ question words dropped": RoutingOptions(passage_weight=0.0),
-    "+ best passage (default)": RoutingOptions(),
+    "+ best passage (words only)": RoutingOptions(),
     f"+ coverage ≥ {COVERAGE}": RoutingOptions(min_coverage=COVERAGE),
 }
 SEMANTIC_WEIGHT = 0.5
 SEMANTIC_METHODS = {
-    "+ meaning (semantic)": RoutingOptions(semantic_weight=SEMANTIC_WEIGHT),
+    "+ meaning (default)": RoutingOptions(semantic_weight=SEMANTIC_WEIGHT),
     f"+ meaning, coverage ≥ {COVERAGE}": RoutingOptions(
         semantic_weight=SEMANTIC_WEIGHT, min_coverage=COVERAGE
     ),
