@@ -39,6 +39,17 @@ def wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
     raise AssertionError("server did not come up")
 
 
+def stop_cleanly(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C, as a user stops it: the server must exit without a traceback."""
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert "Traceback" not in stderr
+
+
 @pytest.fixture
 def served(tmp_path: Path, sample_home: Path) -> Iterator[str]:
     home = tmp_path / "home"
@@ -59,13 +70,7 @@ def served(tmp_path: Path, sample_home: Path) -> Iterator[str]:
         wait_until_up(f"{base}/healthz", process)
         yield base
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            _, stderr = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert "Traceback" not in stderr
+        stop_cleanly(process)
 
 
 @pytest.mark.slow
@@ -135,10 +140,4 @@ def test_the_default_server_routes_an_upload_by_meaning_once_it_has_vectors(
             assert time.monotonic() < deadline, "routing never used the vectors"
             time.sleep(0.1)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            _, stderr = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert "Traceback" not in stderr
+        stop_cleanly(process)
