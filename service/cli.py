@@ -169,6 +169,11 @@ def is_loopback(host: str) -> bool:
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Parallel uploads.")
 @click.option("--prune", is_flag=True, help="Delete documents under PATHS that are gone from disk.")
 @click.option("--dry-run", is_flag=True, help="Report what would change; upload nothing.")
+@click.option(
+    "--no-vectors",
+    is_flag=True,
+    help="Leave the sentence vectors to a running server instead of computing them here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def ingest(
     paths: tuple[Path, ...],
@@ -179,6 +184,7 @@ def ingest(
     concurrency: int | None,
     prune: bool,
     dry_run: bool,
+    no_vectors: bool,
     as_json: bool,
 ) -> None:
     """Add or update documents from files and folders; exits 1 if any file failed.
@@ -206,7 +212,7 @@ def ingest(
             _print_json(report.as_dict())
         else:
             _print_report(report)
-        if not dry_run:
+        if not dry_run and not no_vectors:
             _vectorise(pool, quiet=as_json)
     if not report.ok:
         sys.exit(1)

@@ -246,6 +246,26 @@ def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) 
         store.close()
 
 
+def test_ingest_can_leave_the_vectors_to_the_server(tmp_path: Path) -> None:
+    from indexing.store import Store, sqlite_url
+    from tests.indexing.test_semantic import model_installed
+
+    if not model_installed():
+        pytest.skip("the embedding model is not installed (make semantic)")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "parking.txt").write_text("Parking\n\nVisitors park in lot C.")
+    home = tmp_path / "home"
+    result = kpool(home, "ingest", str(folder), "--no-vectors", KPOOL_SEMANTIC="1")
+    assert result.exit_code == 0, result.output
+    assert "sentence vectors" not in result.stderr
+    store = Store.open(sqlite_url(home / "pool.db"))
+    try:
+        assert store.count_awaiting_vectors() == 1
+    finally:
+        store.close()
+
+
 def test_eval_prints_exactly_the_documented_keys(tmp_path: Path) -> None:
     dataset = tmp_path / "beir"
     (dataset / "qrels").mkdir(parents=True)
