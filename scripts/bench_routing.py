@@ -20,9 +20,9 @@ in it; a SciFact document goes through ``split_passages`` and the analyzer, as
   a pool that already holds N documents, and the same through the store (commit, then
   ``Pool.refresh``);
 * the time to load the pool, passages included, from a real SQLite store
-  (``Pool.load_index``); the index's own arrays with and without its passages
-  (``InvertedIndex.memory_bytes``), in all and per document; passages per document; and the
-  process's RSS growth during the load.
+  (``Pool.load_index``; the median of ``--loads`` loads); the index's own arrays with and
+  without its passages (``InvertedIndex.memory_bytes``), in all and per document; passages per
+  document; and the process's RSS growth during the (first) load.
 
 With ``--semantic``, every passage also carries a sentence vector (``indexing.semantic``), in
 the store and in the index, as in a pool with semantic routing on. The vectors are random
@@ -48,6 +48,7 @@ import itertools
 import json
 import math
 import multiprocessing as mp
+import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -557,18 +558,18 @@ class Row:
         return out
 
 
-def measure_isolated(corpus: Corpus, n: int, n_questions: int) -> Row:
+def measure_isolated(corpus: Corpus, n: int, n_questions: int, loads: int = 1) -> Row:
     """``measure`` in a forked child: each size starts from a clean heap (so its RSS growth and
     garbage-collector work are its own), while the corpus is shared copy-on-write."""
     if "fork" not in mp.get_all_start_methods():
-        return measure(corpus, n, n_questions)
+        return measure(corpus, n, n_questions, loads)
     corpus.term_freqs(0)  # count every summary and cut every passage once, before forking
     corpus.passages(0)
     gc.collect()
     gc.freeze()  # the corpus outlives every child: keep their collectors off it
     context = mp.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_measure_child, args=(sender, corpus, n, n_questions))
+    child = context.Process(target=_measure_child, args=(sender, corpus, n, n_questions, loads))
     child.start()
     sender.close()
     try:
@@ -580,33 +581,38 @@ def measure_isolated(corpus: Corpus, n: int, n_questions: int) -> Row:
     return row
 
 
-def _measure_child(sender: Connection, corpus: Corpus, n: int, n_questions: int) -> None:
-    sender.send(measure(corpus, n, n_questions))
+def _measure_child(
+    sender: Connection, corpus: Corpus, n: int, n_questions: int, loads: int
+) -> None:
+    sender.send(measure(corpus, n, n_questions, loads))
     sender.close()
 
 
-def measure(corpus: Corpus, n: int, n_questions: int) -> Row:
+def measure(corpus: Corpus, n: int, n_questions: int, loads: int = 1) -> Row:
     row = Row(corpus.name, n, avg_length=float(corpus.offsets[n]) / n)
     with tempfile.TemporaryDirectory(prefix="kpool-bench-") as tmp:
         config = PoolConfig(data_dir=Path(tmp), bm25=BM25Params(k1=K1, b=B))
         pool = Pool.open(config, LocalFilesBackend(Path(tmp) / "files"), load_index=False)
         try:
-            _measure_pool(pool, corpus, n, n_questions, row)
+            _measure_pool(pool, corpus, n, n_questions, row, loads)
         finally:
             pool.close()
     gc.collect()
     return row
 
 
-def _measure_pool(pool: Pool, corpus: Corpus, n: int, n_questions: int, row: Row) -> None:
+def _measure_pool(
+    pool: Pool, corpus: Corpus, n: int, n_questions: int, row: Row, loads: int = 1
+) -> None:
     common.progress(f"[{corpus.name} {n:,}] writing {n:,} summaries and passages to SQLite ...")
     write_store(pool.store, corpus, n)
     rss_before = common.settled_rss()
     _, load_ms = common.timed(pool.load_index)
-    row.load_s = load_ms / 1e3
     rss_after = common.settled_rss()
     if rss_before is not None and rss_after is not None:
         row.load_rss_mb = (rss_after - rss_before) / 1e6
+    times = [load_ms] + [common.timed(pool.load_index)[1] for _ in range(loads - 1)]
+    row.load_s = statistics.median(times) / 1e3
     row.passages = pool.index.passage_count
     row.memory_bytes = pool.index.memory_bytes()
     row.memory_docs_only_bytes = pool.index.memory_bytes(passages=False)
@@ -1046,6 +1052,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="questions per size")
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
     parser.add_argument(
+        "--loads",
+        type=int,
+        default=1,
+        help="load each pool this many times and report the median (the RSS growth is the "
+        "first load's)",
+    )
+    parser.add_argument(
         "--semantic",
         action="store_true",
         help="also give every passage a random unit vector (time and memory depend only on "
@@ -1059,7 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
     # on (``indexing.semantic.shared_encoder``), and the children forked below inherit that.
     encoder = time_encoder() if args.semantic else None
     rows = [
-        measure_isolated(c, n, args.queries)
+        measure_isolated(c, n, args.queries, args.loads)
         for c, n in corpora(args.docs, args.queries, args.semantic)
     ]
     if args.json:
