@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from indexing.store import Store, sqlite_url
 from service.cli import main
 from tests.service.conftest import MANIFEST, SAMPLE
 
@@ -223,8 +224,9 @@ def test_semantic_routing_is_on_unless_switched_off(
     assert Settings(home=tmp_path).routing_options().semantic_weight == 0.0
 
 
-def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) -> None:
-    from indexing.store import Store, sqlite_url
+def ingest_two_policies(tmp_path: Path, *options: str) -> tuple[Result, Store]:
+    """``kpool ingest`` of two small policies with semantic routing on; its result, and the
+    pool's store, for the caller to close."""
     from tests.indexing.test_semantic import model_installed
 
     if not model_installed():
@@ -234,11 +236,15 @@ def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) 
     (folder / "leave.txt").write_text("Family leave\n\nUp to twelve weeks to care for a parent.")
     (folder / "parking.txt").write_text("Parking\n\nVisitors park in lot C.")
     home = tmp_path / "home"
-    result = kpool(home, "ingest", str(folder), KPOOL_SEMANTIC="1")
+    result = kpool(home, "ingest", str(folder), *options, KPOOL_SEMANTIC="1")
     assert result.exit_code == 0, result.output
+    return result, Store.open(sqlite_url(home / "pool.db"))
+
+
+def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) -> None:
+    result, store = ingest_two_policies(tmp_path)
     assert "computing sentence vectors for 2 documents" in result.stderr
     assert "gave 2 documents their sentence vectors" in result.stderr
-    store = Store.open(sqlite_url(home / "pool.db"))
     try:
         assert store.count_awaiting_vectors() == 0
         assert all(e.passages and e.passages.embeddings is not None for e in store.index_entries())
@@ -247,21 +253,10 @@ def test_semantic_ingest_leaves_no_document_without_its_vectors(tmp_path: Path) 
 
 
 def test_ingest_can_leave_the_vectors_to_the_server(tmp_path: Path) -> None:
-    from indexing.store import Store, sqlite_url
-    from tests.indexing.test_semantic import model_installed
-
-    if not model_installed():
-        pytest.skip("the embedding model is not installed (make semantic)")
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "parking.txt").write_text("Parking\n\nVisitors park in lot C.")
-    home = tmp_path / "home"
-    result = kpool(home, "ingest", str(folder), "--no-vectors", KPOOL_SEMANTIC="1")
-    assert result.exit_code == 0, result.output
+    result, store = ingest_two_policies(tmp_path, "--no-vectors")
     assert "sentence vectors" not in result.stderr
-    store = Store.open(sqlite_url(home / "pool.db"))
     try:
-        assert store.count_awaiting_vectors() == 1
+        assert store.count_awaiting_vectors() == 2
     finally:
         store.close()
 
