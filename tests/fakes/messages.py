@@ -50,7 +50,10 @@ that the documents do not cover it; with citations off, one uncited block. Outpu
 first time ``cache_creation_input_tokens``, then ``cache_read_input_tokens`` (and a hit refreshes
 the entry). Streams follow §4.1: ``message_start``, ``ping``, per block ``content_block_start``,
 ``text_delta``s then one ``citations_delta`` per citation, ``content_block_stop``, then
-``message_delta`` with cumulative usage and ``message_stop``.
+``message_delta`` with cumulative usage and ``message_stop``. A request that forces a tool
+(``tool_choice`` ``tool``, or ``any``: its first tool; naming a tool it lacks is a 400) gets one
+``tool_use`` block whose ``input`` is the plainest value the tool's schema accepts
+(``schema_example``), with ``stop_reason: tool_use``; tests script any other judgement.
 
 Controls live on ``fake.messages`` (``FakeMessages``); see its methods.
 """
@@ -454,6 +457,42 @@ def _count_cache_controls(value: Any) -> int:
     if isinstance(value, list):
         return sum(_count_cache_controls(v) for v in value)
     return 0
+
+
+def _client_tools(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The request's own tools (those with an ``input_schema``), not server tools."""
+    return [t for t in body.get("tools") or [] if isinstance(t, Mapping) and "input_schema" in t]
+
+
+def _check_tool_choice(body: Mapping[str, Any]) -> None:
+    choice = body.get("tool_choice") or {}
+    names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, Mapping)}
+    if choice.get("type") == "tool" and choice.get("name") not in names:
+        raise ApiError(400, f"tool_choice.name: Tool '{choice.get('name')}' not found in tools")
+    if choice.get("type") in ("any", "tool") and not names:
+        raise ApiError(400, "tool_choice: tools must be provided when tool_choice is set")
+
+
+def forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The tool the request forces (``tool_choice`` ``tool``, or ``any``: the first), if any."""
+    choice = body.get("tool_choice") or {}
+    tools = _client_tools(body)
+    if choice.get("type") == "tool":
+        return next((t for t in tools if t.get("name") == choice.get("name")), None)
+    if choice.get("type") == "any" and tools:
+        return tools[0]
+    return None
+
+
+def schema_example(schema: Mapping[str, Any]) -> Any:
+    """The plainest value a JSON schema accepts: its required properties, empty arrays and
+    strings, zero, ``true``. A test that needs a particular judgement scripts the reply."""
+    kind = schema.get("type")
+    if kind == "object":
+        required = set(schema.get("required") or ())
+        properties = schema.get("properties") or {}
+        return {name: schema_example(sub) for name, sub in properties.items() if name in required}
+    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": True}.get(str(kind))
 
 
 def _check_cache_controls(body: Mapping[str, Any]) -> None:
@@ -1109,6 +1148,7 @@ def check_request(
     _check_turns(body)
     _check_version_traps(body, version)
     _check_citations(body)
+    _check_tool_choice(body)
     _check_cache_controls(body)
     return Checked(body, texts.resolve(fake, body))
 
@@ -1116,8 +1156,12 @@ def check_request(
 def _message(state: FakeMessages, checked: Checked, generation: int) -> dict[str, Any]:
     body, documents = checked.body, checked.documents
     script = state._take_script(generation)
+    tool = forced_tool(body)
     if script is not None:
         content, stop_reason = [dict(b) for b in script.content], script.stop_reason
+    elif tool is not None:
+        call = {"type": "tool_use", "id": _random_id("toolu_"), "name": tool["name"]}
+        content, stop_reason = [{**call, "input": schema_example(tool["input_schema"])}], "tool_use"
     else:
         answer = compose_answer(documents, question_of(body), citations=citations_enabled(body))
         content, cut = truncate(answer, body["max_tokens"])

@@ -196,6 +196,55 @@ def test_a_malformed_script_fails_in_the_test(fake_anthropic: FakeAnthropic) -> 
         fake_anthropic.messages.script_reply([{"type": "text"}])
 
 
+PICK = {
+    "name": "pick",
+    "description": "Pick documents.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "numbers": {"type": "array", "items": {"type": "integer"}},
+            "sure": {"type": "boolean"},
+            "note": {"type": "string"},
+        },
+        "required": ["numbers", "sure"],
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_forced_tool_gets_a_tool_use_reply_its_schema_accepts(
+    anthropic_client: anthropic.Anthropic, stream: bool
+) -> None:
+    kwargs: dict[str, Any] = {
+        "tools": [PICK],
+        "tool_choice": {"type": "tool", "name": "pick"},
+        "max_tokens": 100,
+    }
+    question = user(question="Which one?")
+    message: Message
+    if stream:
+        with anthropic_client.messages.stream(model=MODEL, messages=[question], **kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = ask(anthropic_client, question, **kwargs)
+    (block,) = message.content
+    assert block.type == "tool_use" and block.name == "pick" and block.id.startswith("toolu_")
+    assert block.input == {"numbers": [], "sure": True}
+    assert message.stop_reason == "tool_use" and message.usage.output_tokens > 0
+
+
+def test_forcing_a_tool_the_request_lacks_is_refused(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="Tool 'other' not found"):
+        ask(
+            anthropic_client,
+            user(question="Which one?"),
+            tools=[PICK],
+            tool_choice={"type": "tool", "name": "other"},
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Streaming
 # --------------------------------------------------------------------------------------------
