@@ -349,6 +349,17 @@ class Store:
                 raise DocumentNotFound(f"no stored content for document {document_id!r}")
             return content
 
+    def excerpts(self, wanted: Sequence[tuple[str, int, int]]) -> list[str]:
+        """``text[start:end]`` of each (document id, start, end), cut in the database so a long
+        document's text is never loaded whole; ``""`` for a document that is gone."""
+        found = []
+        with self.session() as session:
+            for document_id, start, end in wanted:
+                piece = func.substr(Content.text, start + 1, max(0, end - start))
+                row = session.exec(select(piece).where(Content.document_id == document_id)).first()
+                found.append(row or "")
+        return found
+
     def commit_version(self, *, version: NewVersion, intent_id: int | None) -> Committed:
         """Make ``version`` the document's current one, atomically.
 

@@ -16,11 +16,17 @@ rows differ only in how questions are scored:
   without it they are left out, and the pool is built without vectors. With it, building the
   pools takes minutes: the model reads every passage once (about 0.1 s each on one core).
 
+With ``--rerank``, one more row: the default routing, then its first 8 candidates reranked by a
+small Claude model as ``KPOOL_RERANK=always`` does in the service (``service.rerank``), with its
+abstention. It needs ``ANTHROPIC_API_KEY`` (``KPOOL_ANTHROPIC_BASE_URL`` for a proxy), costs one
+request per question (the script prints the mean tokens), and its figures are the model's, so
+they vary a little from run to run.
+
 Columns: Recall@1/3/10 and nDCG@10 over the answerable questions; abstention on the questions no
 document answers (``unanswerable.jsonl``, where the dataset has it) and on the answerable ones;
 the median ``route`` time in this process, analyzer included; the index's arrays per document.
 
-Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--json]
+Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--rerank] [--json]
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import _bench_common as common  # also puts the repository root on sys.path
+from pydantic import ValidationError
 
 from indexing.errors import SemanticUnavailable
 from indexing.semantic import model_directory
-from service.evaluation import compare
+from service.ask import make_judge
+from service.evaluation import Method, compare
 from service.router import RoutingOptions
 from service.settings import Settings
 
@@ -64,10 +72,27 @@ def semantic_available() -> bool:
     return True
 
 
-def measure(names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+def reranking(semantic: bool) -> dict[str, Method]:
+    """The reranked row, configured from the environment as the service would be."""
+    try:
+        settings = Settings(rerank="always", semantic=semantic)
+    except ValidationError as exc:
+        problems = "; ".join(str(error["msg"]) for error in exc.errors())
+        raise SystemExit(f"--rerank: {problems}") from None
+    judge = make_judge(settings)
+    assert judge is not None
+    name = f"+ {'meaning, ' if semantic else ''}Claude rerank ({settings.rerank_model})"
+    return {name: Method(settings.routing_options(), judge, settings.rerank_policy())}
+
+
+def measure(names: list[str], rerank: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
     """dataset → method → metrics, for the datasets present under ``../shared/data``."""
     semantic = semantic_available()
-    methods = {**METHODS, **SEMANTIC_METHODS} if semantic else METHODS
+    methods: dict[str, RoutingOptions | Method] = dict(METHODS)
+    if semantic:
+        methods.update(SEMANTIC_METHODS)
+    if rerank:
+        methods.update(reranking(semantic))
     results = {}
     for name in names:
         directory = common.DATA / name
@@ -116,15 +141,26 @@ def render(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                     m["bytes_per_document"],
                 ]
             )
-    return common.table(headers, rows)
+    notes = [
+        f"{dataset}, {method}: {r['judged']} questions judged by {r['model']}, "
+        f"{r['input_tokens_mean']:.0f} input and {r['output_tokens_mean']:.0f} output tokens each"
+        for dataset, methods in results.items()
+        for method, m in methods.items()
+        if (r := m.get("rerank"))
+    ]
+    return "\n".join([common.table(headers, rows), *notes])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="18f-handbook-qa,scifact")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--rerank", action="store_true", help="add the Claude-reranked row (API key needed)"
+    )
     args = parser.parse_args()
-    results = measure([n.strip() for n in args.datasets.split(",") if n.strip()])
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    results = measure(names, rerank=args.rerank)
     print(json.dumps(results, indent=2) if args.json else render(results))
 
 

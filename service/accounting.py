@@ -181,6 +181,7 @@ class _Witness:
     def __init__(self, answerer: Answerer, tally: Tally) -> None:
         self.mode = answerer.mode
         self.model = answerer.model
+        self.judge = answerer.judge
         self._answerer = answerer
         self._tally = tally
 

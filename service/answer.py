@@ -82,6 +82,14 @@ class Usage:
             "cache_read_input_tokens": self.cache_read_input_tokens,
         }
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+        )
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -112,7 +120,8 @@ class Answer:
 
 
 def documents_dict(documents: Sequence[RequestDocument]) -> list[dict[str, Any]]:
-    """Documents as an answer lists them: best first, with their scores."""
+    """Documents as an answer lists them, with their scores; ``documents`` come best first
+    (routing's order, or the reranking model's, which the local scores need not follow)."""
     return [
         {
             "document_id": d.document_id,
@@ -120,7 +129,7 @@ def documents_dict(documents: Sequence[RequestDocument]) -> list[dict[str, Any]]
             "title": d.title,
             "score": round(d.score, 6),
         }
-        for d in sorted(documents, key=lambda d: -d.score)
+        for d in documents
     ]
 
 

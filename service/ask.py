@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from indexing.errors import DocumentNotFound
 from indexing.filters import Filters
@@ -40,8 +40,12 @@ from service.prompt import (
     pdf_pages,
     within_page_limit,
 )
+from service.rerank import ClaudeJudge, Judge, RerankPolicy, candidates_of, rerank
 from service.router import Route, route
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ EARLIER_QUESTIONS = 2
 class Answerer(Protocol):
     mode: Mode
     model: str | None
+    #: Reranks the routed candidates before answering (``KPOOL_RERANK``), if configured.
+    judge: Judge | None
 
     def open(self, pool: Pool, question: Question) -> Reply: ...
 
@@ -59,6 +65,7 @@ class Answerer(Protocol):
 class ExtractiveAnswerer:
     mode: Mode = "extractive"
     model: str | None = None
+    judge: Judge | None = None
 
     def open(self, pool: Pool, question: Question) -> Reply:
         return StaticReply(answer_extractively(pool, question.text, question.routed))
@@ -68,21 +75,34 @@ def make_answerer(settings: Settings) -> Answerer:
     """Claude when the files are in Anthropic's Files API; the extractive answerer otherwise."""
     if settings.backend_name != "anthropic":
         return ExtractiveAnswerer()
-    from indexing.anthropic_client import make_client
     from service.claude import ClaudeAnswerer
 
-    assert settings.anthropic_api_key is not None
-    client = make_client(
-        api_key=settings.anthropic_api_key.get_secret_value(),
-        base_url=settings.anthropic_base_url,
-        timeout=settings.anthropic_timeout,
-        max_retries=settings.anthropic_max_retries,
-    )
+    client = anthropic_client(settings)
     return ClaudeAnswerer(
         client,
         model=settings.model,
         max_tokens=settings.max_tokens,
         system=settings.system_prompt or SYSTEM_PROMPT,
+        judge=make_judge(settings, client),
+    )
+
+
+def make_judge(settings: Settings, client: anthropic.Anthropic | None = None) -> Judge | None:
+    """The reranking model ``KPOOL_RERANK`` asks for, if any (on ``client``, or a new one)."""
+    if not settings.rerank_policy().enabled:
+        return None
+    return ClaudeJudge(client or anthropic_client(settings), model=settings.rerank_model)
+
+
+def anthropic_client(settings: Settings) -> anthropic.Anthropic:
+    from indexing.anthropic_client import make_client
+
+    assert settings.anthropic_api_key is not None
+    return make_client(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        timeout=settings.anthropic_timeout,
+        max_retries=settings.anthropic_max_retries,
     )
 
 
@@ -184,32 +204,44 @@ def prepare(
     top_k: int | None = None,
     tags: Sequence[str] | None = None,
     filters: Filters | None = None,
+    judge: Judge | None = None,
 ) -> Question:
     """Route ``text`` (a follow-up with its conversation's earlier questions in view) and put
     together what the answerer sends. ``filters`` narrow the routing of this question only,
-    within what the caller's groups allow."""
+    within what the caller's groups allow. ``judge``: rerank the candidates as
+    ``KPOOL_RERANK`` says (``service.rerank``)."""
     turns: list[ConversationTurn] = []
     if conversation_id is not None:
         turns = conversations.turns(
             conversation_id, owner=caller.owner, last=settings.conversation_turns
         )
+    top_k = top_k or settings.top_k
+    policy = settings.rerank_policy() if judge is not None else RerankPolicy()
     routed = route(
         pool,
         text,
         earlier=[turn.question for turn in turns[-EARLIER_QUESTIONS:]],
-        top_k=top_k or settings.top_k,
-        token_budget=settings.token_budget,
+        top_k=policy.depth(top_k),
+        # Reranking applies the budget to its own order.
+        token_budget=None if policy.enabled else settings.token_budget,
         tags=tags,
         filters=filters,
         groups=caller.groups,
         options=settings.routing_options(),
         explain=False,
     )
+    usage = None
+    if judge is not None and policy.enabled:
+        shown = candidates_of(pool, routed.documents)
+        reranked = rerank(
+            routed, shown, judge, policy, top_k=top_k, token_budget=settings.token_budget
+        )
+        routed, usage = reranked.route, reranked.usage
     candidates = request_documents(pool, routed)
     history, new = fit_history(
         past_turns(pool, turns, caller.groups), candidates, settings.token_budget
     )
-    return Question(text, in_request_order(new), history, candidates)
+    return Question(text, in_request_order(new), history, candidates, routing_usage=usage)
 
 
 class Answering:
@@ -263,6 +295,7 @@ def start_answer(
         top_k=top_k,
         tags=tags,
         filters=filters,
+        judge=answerer.judge,
     )
     if question.carries_documents and (question.routed or answerer.mode == "claude"):
         reply = answerer.open(pool, question)
@@ -271,6 +304,9 @@ def start_answer(
         reply = StaticReply(Answer(NOT_COVERED, [], [], mode=answerer.mode, model=answerer.model))
 
     def record(answer: Answer) -> Answer:
+        if question.routing_usage is not None:
+            # The caller's budget and the audit count every upstream call the question made.
+            answer = replace(answer, usage=answer.usage + question.routing_usage)
         sent = [d.document_id for d in question.documents]
         kept = conversations.record(
             conversation_id=conversation_id,

@@ -48,6 +48,7 @@ from service.answer import (
     markers,
 )
 from service.prompt import PastTurn, Question, RequestDocument, build_request, indexed_documents
+from service.rerank import Judge
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,20 @@ log = logging.getLogger(__name__)
 class ClaudeAnswerer:
     mode: Mode = "claude"
 
-    def __init__(self, client: anthropic.Anthropic, *, model: str, max_tokens: int, system: str):
+    def __init__(
+        self,
+        client: anthropic.Anthropic,
+        *,
+        model: str,
+        max_tokens: int,
+        system: str,
+        judge: Judge | None = None,
+    ):
         self.client = client
         self.model: str | None = model
         self.max_tokens = max_tokens
         self.system = system
+        self.judge = judge
 
     def open(self, pool: Pool, question: Question) -> Reply:
         """Send the request and wait for the API's 200, so that refusals, rate limits and

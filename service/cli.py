@@ -531,14 +531,22 @@ def reindex_command(as_json: bool) -> None:
 @click.option("--top-k", "cutoffs", default="1,3,10", show_default=True, help="Recall cutoffs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def eval_command(dataset_dir: Path, split: str, cutoffs: str, as_json: bool) -> None:
-    """Measure routing on a BEIR-layout dataset in a throwaway local pool.
+    """Measure routing on a BEIR-layout dataset in a throwaway local pool (reranked by
+    Claude too when KPOOL_RERANK is set, which costs one small request a question).
 
     Example: kpool eval ../shared/data/scifact --json
     """
+    from service.ask import make_judge
     from service.evaluation import evaluate, parse_cutoffs
 
     settings = _settings()
-    metrics = evaluate(dataset_dir, split=split, cutoffs=parse_cutoffs(cutoffs), settings=settings)
+    metrics = evaluate(
+        dataset_dir,
+        split=split,
+        cutoffs=parse_cutoffs(cutoffs),
+        settings=settings,
+        judge=make_judge(settings),
+    )
     if as_json:
         click.echo(json.dumps(metrics))
         return

@@ -9,6 +9,11 @@ questions routed to nothing (``abstain_answerable``, lower is better) and, when 
 an ``unanswerable.jsonl`` of questions no document answers, the share of those routed to nothing
 (``abstain_unanswerable``, higher is better). ``route_ms_p50``: the median time of one ``route``
 call, analyzer included, in this process; ``index_bytes``: the index's arrays.
+
+A method may rerank with a model (``Method.judge``, ``KPOOL_RERANK``): the first
+``KPOOL_RERANK_CANDIDATES`` routed documents go to it as the service would send them, the rest
+keep their places behind, and ``rerank`` reports how many questions it judged and the mean
+tokens each used (``route_ms_p50`` stays the local routing's).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,9 @@ from indexing.errors import InvalidInput
 from indexing.files import LocalFilesBackend
 from indexing.ingest import IngestRequest, ingest, usable_cores, vectorise
 from indexing.pool import Pool
-from service.router import RoutingOptions, route
+from service.answer import Usage
+from service.rerank import Judge, RerankPolicy, candidates_of, rerank
+from service.router import Route, RoutingOptions, route
 from service.settings import Settings
 
 NDCG_DEPTH = 10
@@ -44,6 +51,15 @@ def parse_cutoffs(text: str) -> list[int]:
     if not cutoffs or cutoffs[0] < 1:
         raise InvalidInput(f"--top-k takes positive integers, got {text!r}")
     return cutoffs
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of routing: how questions are scored and, optionally, reranked by a model."""
+
+    options: RoutingOptions
+    judge: Judge | None = None
+    policy: RerankPolicy = field(default_factory=RerankPolicy)
 
 
 @dataclass(frozen=True)
@@ -171,16 +187,19 @@ def evaluate(
     cutoffs: Sequence[int] = (1, 3, 10),
     settings: Settings,
     options: RoutingOptions | None = None,
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
-    """The metrics of routing as configured (or with ``options``) on a dataset."""
-    methods = {"configured": options or settings.routing_options()}
+    """The metrics of routing as configured (or with ``options``) on a dataset; ``judge``
+    reranks as ``KPOOL_RERANK`` says."""
+    policy = settings.rerank_policy() if judge is not None else RerankPolicy()
+    methods = {"configured": Method(options or settings.routing_options(), judge, policy)}
     results = compare(directory, methods, split=split, cutoffs=cutoffs, settings=settings)
     return results["configured"]
 
 
 def compare(
     directory: Path,
-    methods: dict[str, RoutingOptions],
+    methods: Mapping[str, RoutingOptions | Method],
     *,
     split: str = "test",
     cutoffs: Sequence[int] = (1, 3, 10),
@@ -192,29 +211,37 @@ def compare(
         pool, corpus_ids = build_pool(dataset.corpus, settings, Path(tmp))
         try:
             return {
-                name: _measure(pool, dataset, corpus_ids, options, cutoffs)
-                for name, options in methods.items()
+                name: _measure(pool, dataset, corpus_ids, _method(method), cutoffs)
+                for name, method in methods.items()
             }
         finally:
             pool.close()
+
+
+def _method(method: RoutingOptions | Method) -> Method:
+    return method if isinstance(method, Method) else Method(method)
 
 
 def _measure(
     pool: Pool,
     dataset: Dataset,
     corpus_ids: dict[str, list[str]],
-    options: RoutingOptions,
+    method: Method,
     cutoffs: Sequence[int],
 ) -> dict[str, Any]:
     depth = max(max(cutoffs), NDCG_DEPTH, MRR_DEPTH)
     timings: list[float] = []
+    judged: list[Usage] = []
+    options, policy = method.options, method.policy
     if pool.config.semantic:
         pool.encoder.forget_questions()  # each method's questions are new to it
 
     def ranked(question: str) -> list[str]:
         started = time.perf_counter()
-        result = route(pool, question, top_k=depth, options=options, explain=False)
+        result = route(pool, question, top_k=policy.depth(depth), options=options, explain=False)
         timings.append(time.perf_counter() - started)
+        if method.judge is not None and policy.enabled:
+            result = _reranked(pool, result, method.judge, policy, judged)
         return [cid for doc in result.documents for cid in corpus_ids.get(doc.document_id, [])]
 
     runs = {qid: ranked(dataset.queries[qid]) for qid in dataset.qrels}
@@ -230,4 +257,26 @@ def _measure(
         passages=options.passage_weight > 0 or options.semantic_weight > 0,
         embeddings=options.semantic_weight > 0,
     )
+    if method.judge is not None and policy.enabled:
+        metrics["rerank"] = {
+            "model": method.judge.model,
+            "judged": len(judged),
+            "input_tokens_mean": _mean(float(u.input_tokens) for u in judged),
+            "output_tokens_mean": _mean(float(u.output_tokens) for u in judged),
+        }
     return metrics
+
+
+def _reranked(
+    pool: Pool, routed: Route, judge: Judge, policy: RerankPolicy, judged: list[Usage]
+) -> Route:
+    """The first ``policy.candidates`` documents reranked as the service would, the rest after;
+    nothing when the model abstains. Each judgement's usage is appended to ``judged``."""
+    head, tail = routed.documents[: policy.candidates], routed.documents[policy.candidates :]
+    shown = replace(routed, documents=head)
+    result = rerank(shown, candidates_of(pool, head), judge, policy, top_k=len(head))
+    if result.judged:
+        judged.append(result.usage)
+    if result.judged and not result.route.documents:
+        return result.route
+    return replace(routed, documents=result.route.documents + tail)

@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.answer import Usage
 
 SYSTEM_PROMPT = """\
 You answer employees' questions about their company using only the documents provided with the \
@@ -65,12 +68,14 @@ class PastTurn:
 @dataclass(frozen=True)
 class Question:
     """A question ready to be answered: the documents newly sent with it (in request order),
-    the earlier turns of its conversation, and the documents routed for it (for the caller)."""
+    the earlier turns of its conversation, and the documents routed for it (for the caller).
+    ``routing_usage``: what routing spent upstream (reranking, ``service.rerank``), if anything."""
 
     text: str
     documents: list[RequestDocument]
     history: list[PastTurn]
     routed: list[RequestDocument]
+    routing_usage: Usage | None = None
 
     @property
     def carries_documents(self) -> bool:
@@ -101,11 +106,11 @@ def pdf_pages(documents: Sequence[RequestDocument]) -> int:
 def within_page_limit(
     documents: Sequence[RequestDocument], *, pages_used: int = 0
 ) -> list[RequestDocument]:
-    """Drop the lowest-scored PDFs until the request (``pages_used`` already in it) holds at
-    most 100 PDF pages."""
+    """Drop the last PDFs of ``documents`` (best first) until the request (``pages_used``
+    already in it) holds at most 100 PDF pages."""
     kept: list[RequestDocument] = []
     pages = pages_used
-    for doc in sorted(documents, key=lambda d: -d.score):
+    for doc in documents:
         doc_pages = pdf_pages([doc])
         if pages + doc_pages > MAX_PDF_PAGES:
             continue

@@ -29,6 +29,7 @@ from indexing.errors import ConfigurationError
 from indexing.extract import ExtractLimits
 from indexing.passages import PassageParams
 from indexing.pool import PoolConfig
+from service.rerank import RerankMode, RerankPolicy
 from service.router import RoutingOptions
 
 FilesBackendName = Literal["auto", "local", "anthropic"]
@@ -101,6 +102,26 @@ class Settings(BaseSettings):
         le=1,
         description="Share of meaning in a document's score, the rest BM25's, each scaled to "
         "0-1 (with KPOOL_SEMANTIC).",
+    )
+    rerank: RerankMode = Field(
+        default="off",
+        description="Rerank the routed candidates with a small Claude model (API key only): "
+        "off; uncertain (only when the top two are within KPOOL_RERANK_MARGIN); always (every "
+        "question, which abstention needs). About 3,000 input tokens a question.",
+    )
+    rerank_model: str = Field(default="claude-haiku-5-5", description="Model that reranks.")
+    rerank_candidates: int = Field(
+        default=8, ge=2, le=20, description="Candidates routed locally and shown to it."
+    )
+    rerank_margin: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="uncertain: rerank when (first - second) / first is below this.",
+    )
+    rerank_abstain: bool = Field(
+        default=True,
+        description="Route nothing when the reranking model finds no candidate answers.",
     )
     passage_window: int = Field(default=300, ge=1, description="Words per passage window.")
     passage_stride: int = Field(default=150, ge=1, description="Words between window starts.")
@@ -191,6 +212,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _rerank_has_key(self) -> Settings:
+        if self.rerank != "off" and self.backend_name != "anthropic":
+            raise ValueError(
+                f"KPOOL_RERANK={self.rerank} asks Claude, which needs ANTHROPIC_API_KEY and the "
+                "anthropic files backend; set the key, or KPOOL_RERANK=off"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _stride_within_window(self) -> Settings:
         if self.passage_stride > self.passage_window:
             raise ValueError(
@@ -219,6 +249,14 @@ class Settings(BaseSettings):
             passage_weight=self.passage_weight,
             min_coverage=self.min_coverage,
             semantic_weight=self.semantic_weight if self.semantic else 0.0,
+        )
+
+    def rerank_policy(self) -> RerankPolicy:
+        return RerankPolicy(
+            mode=self.rerank,
+            candidates=self.rerank_candidates,
+            margin=self.rerank_margin,
+            abstain=self.rerank_abstain,
         )
 
     def pool_config(self) -> PoolConfig:

@@ -370,6 +370,13 @@ def test_list_documents_filters_by_attributes_across_pages(store: Store, limit: 
     assert listed(parity=any_of(["none"])) == []
 
 
+def test_excerpts_cut_the_text_by_character_in_the_database(store: Store) -> None:
+    text = "Congé annuel: 25 jours — reportables jusqu'au 31 mars."
+    doc = store.commit_version(version=version(text=text), intent_id=None).document
+    spans = [(doc.id, 0, 5), (doc.id, 14, 22), (doc.id, 40, 500), (doc.id, 3, 3), ("gone", 0, 9)]
+    assert store.excerpts(spans) == [text[0:5], text[14:22], text[40:500], "", ""]
+
+
 def test_meta_is_stored_and_replaced(store: Store) -> None:
     assert store.get_meta("index_params") is None
 

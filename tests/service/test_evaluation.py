@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from service.ask import make_judge
 from service.evaluation import compare, evaluate, mrr_at, ndcg_at, recall_at, summarise
+from service.rerank import TOOL_NAME
 from service.router import RoutingOptions
 from service.settings import Settings
+from tests.fakes.anthropic_server import FakeAnthropic
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -123,3 +126,29 @@ def test_a_dataset_without_unanswerable_questions_reports_no_such_rate(tmp_path:
     (dataset / "unanswerable.jsonl").unlink()
     metrics = evaluate(dataset, settings=Settings(home=tmp_path / "home"))
     assert "abstain_unanswerable" not in metrics and metrics["abstain_answerable"] == 0.0
+
+
+def test_reranking_is_measured_with_its_abstention_and_tokens(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    dataset = _write_dataset(tmp_path / "data")
+    settings = Settings(
+        home=tmp_path / "home",
+        anthropic_api_key=fake_anthropic.api_key,  # type: ignore[arg-type]
+        anthropic_base_url=fake_anthropic.base_url,
+        rerank="always",
+    )
+
+    def verdict(numbers: list[int], answerable: bool) -> list[dict[str, object]]:
+        call = {"type": "tool_use", "id": "toolu_1", "name": TOOL_NAME}
+        return [{**call, "input": {"documents": numbers, "answerable": answerable}}]
+
+    # q1 and q2 are judged answerable; u1 matches no word, so no model is asked; u2 is refused.
+    for numbers, answerable in (([1], True), ([1], True), ([], False)):
+        fake_anthropic.messages.script_reply(verdict(numbers, answerable), stop_reason="tool_use")
+    metrics = evaluate(dataset, settings=settings, judge=make_judge(settings))
+    assert metrics["recall@1"] == 1.0 and metrics["abstain_answerable"] == 0.0
+    assert metrics["abstain_unanswerable"] == 1.0
+    assert metrics["rerank"]["judged"] == 3 and metrics["rerank"]["model"] == "claude-haiku-5-5"
+    assert metrics["rerank"]["input_tokens_mean"] > 0
+    assert len(fake_anthropic.messages.bodies()) == 3
