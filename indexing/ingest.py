@@ -52,7 +52,7 @@ from indexing.models import Document, UploadIntent
 from indexing.passages import passage_text, split_passages
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
-from indexing.store import NewVersion, VectorsDue
+from indexing.store import NewVersion, Retitled, SummaryOutdated, VectorsDue
 from indexing.summary import PassageVectors, passage_spans
 
 log = logging.getLogger(__name__)
@@ -232,11 +232,41 @@ def _metadata_only(pool: Pool, doc: Document, request: IngestRequest, *, dry_run
     if not changes:
         return Outcome(request.source, "unchanged", doc.id, doc.file_id, doc.title)
     if not dry_run:
-        doc = pool.store.update_metadata(document_id=doc.id, **changes)
+        doc = update_metadata(pool, document_id=doc.id, **changes)
         pool.refresh()
     return Outcome(
         request.source, "updated", doc.id, doc.file_id, doc.title, reason="metadata changed"
     )
+
+
+def update_metadata(
+    pool: Pool,
+    *,
+    document_id: str,
+    title: str | None = None,
+    tags: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Document:
+    """Change a document's metadata without a new upload. A new title makes its BM25 summary
+    again (title words are document words) and, after, its passages' vectors."""
+    while True:
+        retitled = None
+        doc = pool.store.get_document(document_id)
+        if title is not None and title != doc.title and doc.file_id is not None:
+            summary = summarise(pool, title, pool.store.get_content(document_id).text)
+            retitled = Retitled(doc.file_id, summary.terms, summary.length, summary.passages)
+        try:
+            return pool.store.update_metadata(
+                document_id=document_id,
+                title=title,
+                tags=tags,
+                groups=groups,
+                attributes=attributes,
+                retitled=retitled,
+            )
+        except SummaryOutdated:
+            continue  # a new version landed meanwhile: its text, under the new title
 
 
 def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:

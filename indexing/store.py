@@ -173,6 +173,21 @@ class NewVersion:
     passages: PassageVectors | None = None
 
 
+class SummaryOutdated(Exception):
+    """A ``Retitled`` summary was made from a version the document has moved on from."""
+
+
+@dataclass(frozen=True)
+class Retitled:
+    """A document's summary made again under a new title from the text of the version whose
+    file is ``file_id`` (the title is part of what a document's words are)."""
+
+    file_id: str
+    terms: dict[str, int]
+    length: int
+    passages: PassageVectors
+
+
 @dataclass(frozen=True)
 class VectorsDue:
     """A document whose passages await their sentence vectors, as its summary stood when read."""
@@ -448,18 +463,30 @@ class Store:
         tags: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
         attributes: dict[str, Any] | None = None,
+        retitled: Retitled | None = None,
     ) -> Document:
-        """Change what routing filters on without a new upload."""
+        """Change what routing filters on without a new upload. A new title comes with the
+        summary made under it (``retitled``, from ``indexing.ingest.update_metadata``); if the
+        document has moved on to another version since, nothing is written and
+        ``SummaryOutdated`` is raised, for the caller to make it again."""
         with self.writing() as session:
             doc = session.get(Document, document_id)
             if doc is None:
                 raise DocumentNotFound(f"no document with id {document_id!r}")
             if title is not None and title != doc.title:
                 doc.title = title
-                # A third of each passage's vector is the title's: computed again, by
-                # ``indexing.ingest.vectorise``; the document routes by its words meanwhile.
                 summary = session.get(Summary, doc.file_id) if doc.file_id else None
-                if summary is not None and summary.passage_embeddings is not None:
+                if retitled is not None and retitled.file_id != doc.file_id:
+                    raise SummaryOutdated(f"{document_id} moved on from {retitled.file_id}")
+                if summary is not None:
+                    if retitled is not None:
+                        vector = TermVector.from_counts(retitled.terms)
+                        summary.term_hashes, summary.term_counts = vector.to_bytes()
+                        summary.length = retitled.length
+                        for name, value in _passage_columns(retitled.passages).items():
+                            setattr(summary, name, value)
+                    # A third of each passage's vector is the title's: computed again, by
+                    # ``indexing.ingest.vectorise``; the document routes by its words meanwhile.
                     summary.passage_embeddings = None
                     session.add(summary)
             if tags is not None:

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from indexing.errors import DocumentNotFound, FileTooLarge, InvalidInput, PoolError
 from indexing.filenames import check_source, sanitise_filename
 from indexing.filters import Condition
-from indexing.ingest import IngestRequest, Outcome, delete_document, ingest
+from indexing.ingest import IngestRequest, Outcome, delete_document, ingest, update_metadata
 from indexing.models import Document, DocumentPublic, DocumentsPage
 from indexing.pool import Pool
 from indexing.store import readable
@@ -204,7 +204,8 @@ def update_document(
     document_id: str, body: DocumentUpdate, pool: PoolDep, _admin: AdminDep
 ) -> DocumentPublic:
     """Change a document's title, tags, groups or attributes; routing follows at once."""
-    doc = pool.store.update_metadata(
+    doc = update_metadata(
+        pool,
         document_id=document_id,
         title=body.title,
         tags=body.tags,

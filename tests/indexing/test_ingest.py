@@ -32,9 +32,12 @@ from indexing.ingest import (
     recover,
     reindex,
     reupload,
+    summarise,
+    update_metadata,
 )
 from indexing.models import Content, Summary
 from indexing.pool import PARAMS_KEY, Pool
+from indexing.store import Retitled, SummaryOutdated
 from tests.factories import make_docx, make_pdf
 from tests.fakes.anthropic_server import FakeAnthropic
 
@@ -172,6 +175,47 @@ def test_changed_tags_update_metadata_without_an_upload(
     assert remote_ids(files_backend) == remote_before
     assert pool.store.get_document(first.document_id or "").tags == ["hr", "policy"]
     assert pool.index.search(pool.analyzer.terms("leave"), top_k=5, tags=["policy"])
+
+
+def test_a_new_title_is_routed_by_its_words_and_the_old_one_no_longer(pool: Pool) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE, title="Zephyr handbook")
+    assert routed(pool, "zephyr") == [first.file_id]
+    assert routed(pool, "holiday entitlement") == []
+
+    # as a re-ingest with another title does, and PUT /v1/documents/{id}
+    again = add(pool, "/docs/leave.md", LEAVE, title="Holiday entitlement")
+    assert (again.status, again.file_id) == ("updated", first.file_id)
+    assert routed(pool, "holiday entitlement") == [first.file_id]
+    assert routed(pool, "zephyr") == []
+    # the passages carry the title too: the best passage is found by a title word
+    (hit,) = pool.index.search(pool.analyzer.terms("entitlement"), top_k=1)
+    assert hit.passage is not None
+
+    update_metadata(pool, document_id=first.document_id or "", title="Zephyr handbook")
+    pool.refresh()
+    assert routed(pool, "zephyr") == [first.file_id]
+    assert routed(pool, "entitlement") == []
+
+
+def test_a_title_made_for_an_older_version_is_refused_whole(pool: Pool) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE)
+    text = pool.store.get_content(first.document_id or "").text
+    stale = summarise(pool, "Zephyr handbook", text)
+    second = add(pool, "/docs/leave.md", LEAVE_V2)  # a new version lands meanwhile
+    with pytest.raises(SummaryOutdated):
+        pool.store.update_metadata(
+            document_id=first.document_id or "",
+            title="Zephyr handbook",
+            tags=["hr"],
+            retitled=Retitled(first.file_id or "", stale.terms, stale.length, stale.passages),
+        )
+    doc = pool.store.get_document(first.document_id or "")
+    assert (doc.title, doc.tags) != ("Zephyr handbook", ["hr"])  # nothing was written
+    # made again from the new version, as ``update_metadata`` does
+    update_metadata(pool, document_id=doc.id, title="Zephyr handbook", tags=["hr"])
+    pool.refresh()
+    assert routed(pool, "zephyr expire") == [second.file_id]
+    assert routed(pool, "staff") == []  # the old version's words are gone
 
 
 @both_backends

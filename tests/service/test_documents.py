@@ -461,6 +461,15 @@ def test_put_changes_tags_and_tag_filtered_routing_follows(client: TestClient) -
     assert routed(client, "beekeeping hives", tags=["outdoors"]) == []
 
 
+def test_put_title_routes_by_the_new_titles_words(client: TestClient) -> None:
+    doc = upload(client, "bees.md", BEES).json()
+    assert routed(client, "apiary") == []
+
+    client.put(f"/v1/documents/{doc['id']}", json={"title": "Rooftop apiary"})
+
+    assert routed(client, "apiary") == [doc["id"]]
+
+
 def test_put_groups_hides_a_document_from_anonymous_routing(client: TestClient) -> None:
     doc = upload(client, "bees.md", BEES).json()
 
