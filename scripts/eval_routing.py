@@ -20,19 +20,24 @@ With ``--rerank``, one more row: the default routing, then its first 8 candidate
 small Claude model as ``KPOOL_RERANK=always`` does in the service (``service.rerank``), with its
 abstention. It needs ``ANTHROPIC_API_KEY`` (``KPOOL_ANTHROPIC_BASE_URL`` for a proxy), costs one
 request per question (the script prints the mean tokens), and its figures are the model's, so
-they vary a little from run to run.
+they vary a little from run to run. ``--rerank --fake-anthropic`` sends those requests to the
+test server in ``tests/fakes`` instead, whose forced-tool reply keeps the local order: a dry
+run that measures the requests (tokens as the fake counts them, 4 characters each), not the
+model.
 
 Columns: Recall@1/3/10 and nDCG@10 over the answerable questions; abstention on the questions no
 document answers (``unanswerable.jsonl``, where the dataset has it) and on the answerable ones;
 the median ``route`` time in this process, analyzer included; the index's arrays per document.
 
-Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--rerank] [--json]
+Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--json]
+         python scripts/eval_routing.py --rerank [--fake-anthropic]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -110,6 +115,17 @@ def measure(names: list[str], rerank: bool = False) -> dict[str, dict[str, dict[
     return results
 
 
+def against_fake(names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``measure`` with reranking sent to the fake Anthropic server, run in this process."""
+    from tests.fakes.anthropic_server import FakeAnthropic, FakeAnthropicServer
+
+    fake = FakeAnthropic()
+    with FakeAnthropicServer(fake):
+        os.environ["ANTHROPIC_API_KEY"] = fake.api_key
+        os.environ["KPOOL_ANTHROPIC_BASE_URL"] = fake.base_url
+        return measure(names, rerank=True)
+
+
 def render(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     headers = [
         "dataset",
@@ -158,9 +174,17 @@ def main() -> None:
     parser.add_argument(
         "--rerank", action="store_true", help="add the Claude-reranked row (API key needed)"
     )
+    parser.add_argument(
+        "--fake-anthropic",
+        action="store_true",
+        help="with --rerank: ask the test server instead (measures the requests, not the model)",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    results = measure(names, rerank=args.rerank)
+    if args.rerank and args.fake_anthropic:
+        results = against_fake(names)
+    else:
+        results = measure(names, rerank=args.rerank)
     print(json.dumps(results, indent=2) if args.json else render(results))
 
 

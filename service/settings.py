@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         default="off",
         description="Rerank the routed candidates with a small Claude model (API key only): "
         "off; uncertain (only when the top two are within KPOOL_RERANK_MARGIN); always (every "
-        "question, which abstention needs). About 3,000 input tokens a question.",
+        "question, which abstention needs). About 2,300 input tokens a question.",
     )
     rerank_model: str = Field(default="claude-haiku-5-5", description="Model that reranks.")
     rerank_candidates: int = Field(
