@@ -217,10 +217,11 @@ def prepare(
         )
     top_k = top_k or settings.top_k
     policy = settings.rerank_policy() if judge is not None else RerankPolicy()
+    earlier = [turn.question for turn in turns[-EARLIER_QUESTIONS:]]
     routed = route(
         pool,
         text,
-        earlier=[turn.question for turn in turns[-EARLIER_QUESTIONS:]],
+        earlier=earlier,
         top_k=policy.depth(top_k),
         # Reranking applies the budget to its own order.
         token_budget=None if policy.enabled else settings.token_budget,
@@ -234,7 +235,13 @@ def prepare(
     if judge is not None and policy.enabled:
         shown = candidates_of(pool, routed.documents)
         reranked = rerank(
-            routed, shown, judge, policy, top_k=top_k, token_budget=settings.token_budget
+            routed,
+            shown,
+            judge,
+            policy,
+            top_k=top_k,
+            token_budget=settings.token_budget,
+            earlier=earlier,
         )
         routed, usage = reranked.route, reranked.usage
     candidates = request_documents(pool, routed)

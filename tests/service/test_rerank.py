@@ -58,9 +58,13 @@ class Verdicts:
     def __init__(self, *answers: Judgement | RerankFailed) -> None:
         self.answers = list(answers)
         self.shown: list[tuple[str, list[Candidate]]] = []
+        self.earlier: list[list[str]] = []
 
-    def judge(self, question: str, candidates: Sequence[Candidate]) -> Judgement:
+    def judge(
+        self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
+    ) -> Judgement:
         self.shown.append((question, list(candidates)))
+        self.earlier.append(list(earlier))
         answer = self.answers.pop(0)
         if isinstance(answer, RerankFailed):
             raise answer
@@ -260,6 +264,21 @@ def test_ask_sends_the_documents_the_model_chose(
     assert sent == {d["file_id"] for d in body["documents"]}
     # The usage the caller sees, and is charged, covers both requests.
     assert body["usage"]["input_tokens"] > 0
+
+
+def test_a_follow_up_is_judged_with_the_earlier_question(
+    reranking: TestClient, fake_anthropic: FakeAnthropic
+) -> None:
+    first = reranking.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    follow_up = {"question": "and if I was off sick?", "conversation_id": first["conversation_id"]}
+    assert reranking.post("/v1/ask", json=follow_up).status_code == 200
+    judged = [b for b in fake_anthropic.messages.bodies() if "tools" in b]
+    assert len(judged) == 2
+    text = judged[1]["messages"][0]["content"]
+    assert text.endswith(
+        f"<earlier_question>{LEAVE_QUESTION}</earlier_question>\n"
+        "<question>and if I was off sick?</question>"
+    )
 
 
 def test_ask_routes_nothing_when_the_model_finds_no_answer(
