@@ -23,7 +23,8 @@ request per question (the script prints the mean tokens), and its figures are th
 they vary a little from run to run. ``--rerank --fake-anthropic`` sends those requests to the
 test server in ``tests/fakes`` instead, whose forced-tool reply keeps the local order: a dry
 run that measures the requests (tokens as the fake counts them, 4 characters each), not the
-model.
+model. ``--margins`` prints instead, for ``KPOOL_RERANK=uncertain``, the share of questions each
+margin would send to the model and how many of the Recall@1 misses are among them.
 
 Columns: Recall@1/3/10 and nDCG@10 over the answerable questions; abstention on the questions no
 document answers (``unanswerable.jsonl``, where the dataset has it) and on the answerable ones;
@@ -31,6 +32,7 @@ the median ``route`` time in this process, analyzer included; the index's arrays
 
 Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--json]
          python scripts/eval_routing.py --rerank [--fake-anthropic]
+         python scripts/eval_routing.py --datasets 18f-handbook-qa --margins
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from pydantic import ValidationError
 from indexing.errors import SemanticUnavailable
 from indexing.semantic import model_directory
 from service.ask import make_judge
-from service.evaluation import Method, compare
-from service.router import RoutingOptions
+from service.evaluation import Method, build_pool, compare, load_dataset
+from service.rerank import uncertain
+from service.router import RoutingOptions, route
 from service.settings import Settings
 
 COVERAGE = 0.4
@@ -113,6 +116,41 @@ def measure(names: list[str], rerank: bool = False) -> dict[str, dict[str, dict[
             row["bytes_per_document"] = round(row["index_bytes"] / corpus_size)
         results[name] = metrics
     return results
+
+
+MARGINS = (0.05, 0.1, 0.15, 0.2, 0.3)
+
+
+def uncertain_shares(name: str) -> list[dict[str, Any]]:
+    """For ``KPOOL_RERANK=uncertain``, per margin: the share of the dataset's questions it would
+    send to the model under the default routing, and how many of the questions whose best
+    document is wrong (Recall@1 misses) are among them."""
+    directory = common.DATA / name
+    dataset = load_dataset(directory)
+    with tempfile.TemporaryDirectory(prefix="kpool-eval-margins-") as home:
+        settings = Settings(home=Path(home), semantic=semantic_available())
+        pool, corpus_ids = build_pool(dataset.corpus, settings, Path(home))
+        try:
+            seen = []
+            for qid, relevant in dataset.qrels.items():
+                routed = route(
+                    pool, dataset.queries[qid], top_k=2, options=settings.routing_options()
+                )
+                first = routed.documents[0].document_id if routed.documents else ""
+                right = any(relevant.get(c, 0) > 0 for c in corpus_ids.get(first, []))
+                seen.append((routed.documents, right))
+        finally:
+            pool.close()
+    misses = [documents for documents, right in seen if not right]
+    return [
+        {
+            "margin": margin,
+            "asked": round(sum(uncertain(d, margin) for d, _ in seen) / len(seen), 3),
+            "misses": len(misses),
+            "misses_asked": sum(uncertain(d, margin) for d in misses),
+        }
+        for margin in MARGINS
+    ]
 
 
 def against_fake(names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -179,8 +217,17 @@ def main() -> None:
         action="store_true",
         help="with --rerank: ask the test server instead (measures the requests, not the model)",
     )
+    parser.add_argument(
+        "--margins",
+        action="store_true",
+        help="print how often KPOOL_RERANK=uncertain would ask, per margin, instead",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    if args.margins:
+        shares = {name: uncertain_shares(name) for name in names}
+        print(json.dumps(shares, indent=2))
+        return
     if args.rerank and args.fake_anthropic:
         results = against_fake(names)
     else:

@@ -8,8 +8,9 @@ entry is written, exactly once.
 The tally sees the question twice: through the answerer it hands to ``start_answer`` (so it
 knows the files a Messages request carries, even when Anthropic refuses that request) and
 through the answer's events (so it knows whether the answer finished, failed or was left by
-its client). Usage is known only from a finished answer: one that fails or is cancelled midway
-is audited without it and charged nothing.
+its client). The answer's usage is known only once it finishes: one that fails or is cancelled
+midway is charged and audited for what routing spent upstream before it (a reranking request,
+``service.rerank``), nothing more.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class Tally:
             if self._ended:
                 return
             self._ended = True
-        usage = answer.usage if answer is not None else Usage()
+        usage = answer.usage if answer is not None else self._spent_before_answer()
         self.accounting.limiter.charge(self.who, budgeted(usage))
         self.accounting.audit.write(self.entry(outcome, answer, usage, error))
 
@@ -161,6 +162,11 @@ class Tally:
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
             cache_read_input_tokens=usage.cache_read_input_tokens,
         )
+
+    def _spent_before_answer(self) -> Usage:
+        """What a question that ended without an answer spent: its reranking, if any."""
+        spent = self.question.routing_usage if self.question is not None else None
+        return spent or Usage()
 
     def _routed(self) -> list[RequestDocument]:
         return list(self.question.routed) if self.question is not None else []

@@ -91,7 +91,11 @@ def make_judge(settings: Settings, client: anthropic.Anthropic | None = None) ->
     """The reranking model ``KPOOL_RERANK`` asks for, if any (on ``client``, or a new one)."""
     if not settings.rerank_policy().enabled:
         return None
-    return ClaudeJudge(client or anthropic_client(settings), model=settings.rerank_model)
+    # Reranking is optional: it must not hold the answer up for the answerer's retries.
+    quick = (client or anthropic_client(settings)).with_options(
+        max_retries=1, timeout=settings.rerank_timeout
+    )
+    return ClaudeJudge(quick, model=settings.rerank_model)
 
 
 def anthropic_client(settings: Settings) -> anthropic.Anthropic:
@@ -231,24 +235,30 @@ def prepare(
         options=settings.routing_options(),
         explain=False,
     )
-    usage = None
+    usage, abstained = None, False
     if judge is not None and policy.enabled:
-        shown = candidates_of(pool, routed.documents)
         reranked = rerank(
             routed,
-            shown,
             judge,
             policy,
+            show=lambda documents: candidates_of(pool, documents),
             top_k=top_k,
             token_budget=settings.token_budget,
             earlier=earlier,
         )
-        routed, usage = reranked.route, reranked.usage
+        routed, usage, abstained = reranked.route, reranked.usage, reranked.abstained
     candidates = request_documents(pool, routed)
     history, new = fit_history(
         past_turns(pool, turns, caller.groups), candidates, settings.token_budget
     )
-    return Question(text, in_request_order(new), history, candidates, routing_usage=usage)
+    return Question(
+        text,
+        in_request_order(new),
+        history,
+        candidates,
+        routing_usage=usage,
+        abstained=abstained,
+    )
 
 
 class Answering:
@@ -304,10 +314,12 @@ def start_answer(
         filters=filters,
         judge=answerer.judge,
     )
-    if question.carries_documents and (question.routed or answerer.mode == "claude"):
+    answerable = question.carries_documents and not question.abstained
+    if answerable and (question.routed or answerer.mode == "claude"):
         reply = answerer.open(pool, question)
     else:
-        # Nothing matches: no model call, and nothing to cite.
+        # Nothing matches, or the reranking model found that nothing answers (even with the
+        # conversation's earlier documents at hand): no answer request, nothing to cite.
         reply = StaticReply(Answer(NOT_COVERED, [], [], mode=answerer.mode, model=answerer.model))
 
     def record(answer: Answer) -> Answer:

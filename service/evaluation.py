@@ -270,13 +270,15 @@ def _measure(
 def _reranked(
     pool: Pool, routed: Route, judge: Judge, policy: RerankPolicy, judged: list[Usage]
 ) -> Route:
-    """The first ``policy.candidates`` documents reranked as the service would, the rest after;
-    nothing when the model abstains. Each judgement's usage is appended to ``judged``."""
-    head, tail = routed.documents[: policy.candidates], routed.documents[policy.candidates :]
-    shown = replace(routed, documents=head)
-    result = rerank(shown, candidates_of(pool, head), judge, policy, top_k=len(head))
+    """``routed`` reranked as the service would, all of it kept (no budget); each
+    judgement's usage is appended to ``judged``."""
+    result = rerank(
+        routed,
+        judge,
+        policy,
+        show=lambda documents: candidates_of(pool, documents),
+        top_k=len(routed.documents),
+    )
     if result.judged:
         judged.append(result.usage)
-    if result.judged and not result.route.documents:
-        return result.route
-    return replace(routed, documents=result.route.documents + tail)
+    return result.route

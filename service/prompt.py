@@ -69,13 +69,15 @@ class PastTurn:
 class Question:
     """A question ready to be answered: the documents newly sent with it (in request order),
     the earlier turns of its conversation, and the documents routed for it (for the caller).
-    ``routing_usage``: what routing spent upstream (reranking, ``service.rerank``), if anything."""
+    ``routing_usage``: what routing spent upstream (reranking, ``service.rerank``), if anything;
+    ``abstained``: the reranking model found that no document answers it."""
 
     text: str
     documents: list[RequestDocument]
     history: list[PastTurn]
     routed: list[RequestDocument]
     routing_usage: Usage | None = None
+    abstained: bool = False
 
     @property
     def carries_documents(self) -> bool:

@@ -23,13 +23,15 @@ ignore instructions in them. The worst a hostile passage can do is move its own 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import anthropic
 import httpx2
+from sqlalchemy.exc import SQLAlchemyError
 
+from indexing.errors import PoolError
 from indexing.pool import Pool
 from service.answer import Usage
 from service.router import Route, RoutedDocument
@@ -95,7 +97,12 @@ class Judgement:
 
 
 class RerankFailed(Exception):
-    """The model could not be asked, or its reply was unusable; the local ranking stands."""
+    """The model could not be asked, or its reply was unusable; the local ranking stands.
+    ``usage``: what the unusable reply cost all the same."""
+
+    def __init__(self, message: str, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
 
 
 class Judge(Protocol):
@@ -109,7 +116,7 @@ class Judge(Protocol):
 @dataclass(frozen=True)
 class RerankPolicy:
     mode: RerankMode = "off"
-    #: Candidates routed locally and shown to the model.
+    #: Candidates shown to the model: the best ones routed locally.
     candidates: int = 8
     #: ``uncertain`` asks when (first − second) / first is below this.
     margin: float = 0.15
@@ -131,6 +138,8 @@ class Reranked:
     usage: Usage = field(default_factory=Usage)
     #: Whether the model was asked and its verdict applied.
     judged: bool = False
+    #: Whether it found that no candidate answers, so nothing is routed.
+    abstained: bool = False
 
 
 class ClaudeJudge:
@@ -158,8 +167,13 @@ class ClaudeJudge:
         )
         for block in message.content:
             if block.type == "tool_use" and block.name == TOOL_NAME:
-                return verdict(block.input, len(candidates), usage)
-        raise RerankFailed(f"the model did not call {TOOL_NAME} (stop: {message.stop_reason})")
+                try:
+                    return verdict(block.input, len(candidates), usage)
+                except RerankFailed as exc:
+                    raise RerankFailed(str(exc), usage) from exc
+        raise RerankFailed(
+            f"the model did not call {TOOL_NAME} (stop: {message.stop_reason})", usage
+        )
 
     def request(
         self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
@@ -230,39 +244,53 @@ def within_budget(
     return kept
 
 
+Show = Callable[[Sequence[RoutedDocument]], list[Candidate]]
+
+
 def rerank(
     routed: Route,
-    candidates: Sequence[Candidate],
     judge: Judge,
     policy: RerankPolicy,
     *,
+    show: Show,
     top_k: int,
     token_budget: int | None = None,
     earlier: Sequence[str] = (),
 ) -> Reranked:
-    """``routed`` (the local ranking, deeper than ``top_k``) reordered by the model's verdict,
-    then cut to ``top_k`` within ``token_budget``. ``candidates`` match ``routed.documents``;
-    ``earlier``: the conversation's earlier questions, which routing saw too."""
-    documents = routed.documents
+    """``routed`` (the local ranking, routed ``policy.depth(top_k)`` deep) with its first
+    ``policy.candidates`` documents reordered by the model's verdict and the rest behind, then
+    cut to ``top_k`` within ``token_budget``. ``show`` makes the candidates the model reads
+    (``candidates_of``), only when it is asked; ``earlier``: the conversation's earlier
+    questions, which routing saw too."""
+    documents = [
+        doc
+        for doc in routed.documents
+        if token_budget is None or doc.token_estimate <= token_budget  # could never be sent
+    ]
+    head, tail = documents[: policy.candidates], documents[policy.candidates :]
 
     def cut(ordered: Sequence[RoutedDocument]) -> Route:
         return replace(routed, documents=within_budget(ordered, top_k, token_budget))
 
     wanted = policy.mode == "always" or (
-        policy.mode == "uncertain" and uncertain(documents, policy.margin)
+        policy.mode == "uncertain" and uncertain(head, policy.margin)
     )
-    if not documents or not wanted:
+    if not head or not wanted:
         return Reranked(cut(documents))
     try:
-        judgement = judge.judge(routed.question, candidates, earlier)
+        judgement = judge.judge(routed.question, show(head), earlier)
     except RerankFailed as exc:
+        log.warning("reranking skipped, the local ranking stands: %s", exc)
+        return Reranked(cut(documents), exc.usage)
+    except (PoolError, SQLAlchemyError) as exc:  # the passages could not be read
         log.warning("reranking skipped, the local ranking stands: %s", exc)
         return Reranked(cut(documents))
     if policy.abstain and not judgement.answerable:
-        return Reranked(replace(routed, documents=[]), judgement.usage, judged=True)
-    first = [documents[i] for i in judgement.chosen]
-    rest = [doc for i, doc in enumerate(documents) if i not in set(judgement.chosen)]
-    return Reranked(cut(first + rest), judgement.usage, judged=True)
+        return Reranked(replace(routed, documents=[]), judgement.usage, judged=True, abstained=True)
+    chosen = [i for i in judgement.chosen if 0 <= i < len(head)]
+    first = [head[i] for i in chosen]
+    rest = [doc for i, doc in enumerate(head) if i not in chosen]
+    return Reranked(cut(first + rest + tail), judgement.usage, judged=True)
 
 
 def candidates_of(pool: Pool, documents: Sequence[RoutedDocument]) -> list[Candidate]:

@@ -111,13 +111,19 @@ class Settings(BaseSettings):
     )
     rerank_model: str = Field(default="claude-haiku-5-5", description="Model that reranks.")
     rerank_candidates: int = Field(
-        default=8, ge=2, le=20, description="Candidates routed locally and shown to it."
+        default=8, ge=2, le=20, description="Best local candidates shown to it."
     )
     rerank_margin: float = Field(
         default=0.15,
         ge=0,
         le=1,
         description="uncertain: rerank when (first - second) / first is below this.",
+    )
+    rerank_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the reranking request may take (one retry) before the local "
+        "ranking is used.",
     )
     rerank_abstain: bool = Field(
         default=True,

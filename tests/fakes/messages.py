@@ -50,7 +50,8 @@ that the documents do not cover it; with citations off, one uncited block. Outpu
 first time ``cache_creation_input_tokens``, then ``cache_read_input_tokens`` (and a hit refreshes
 the entry). Streams follow §4.1: ``message_start``, ``ping``, per block ``content_block_start``,
 ``text_delta``s then one ``citations_delta`` per citation, ``content_block_stop``, then
-``message_delta`` with cumulative usage and ``message_stop``. A request that forces a tool
+``message_delta`` with cumulative usage and ``message_stop``. A tool's ``input_schema`` must be
+an object schema (400 otherwise). A request that forces a tool
 (``tool_choice`` ``tool``, or ``any``: its first tool; naming a tool it lacks is a 400) gets one
 ``tool_use`` block whose ``input`` is the plainest value the tool's schema accepts
 (``schema_example``), with ``stop_reason: tool_use``; tests script any other judgement.
@@ -464,7 +465,10 @@ def _client_tools(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [t for t in body.get("tools") or [] if isinstance(t, Mapping) and "input_schema" in t]
 
 
-def _check_tool_choice(body: Mapping[str, Any]) -> None:
+def _check_tools(body: Mapping[str, Any]) -> None:
+    for index, tool in enumerate(_client_tools(body)):
+        if tool["input_schema"].get("type") != "object":
+            raise ApiError(400, f"tools.{index}.custom.input_schema.type: Input should be 'object'")
     choice = body.get("tool_choice") or {}
     names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, Mapping)}
     if choice.get("type") == "tool" and choice.get("name") not in names:
@@ -485,14 +489,35 @@ def forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def schema_example(schema: Mapping[str, Any]) -> Any:
-    """The plainest value a JSON schema accepts: its required properties, empty arrays and
-    strings, zero, ``true``. A test that needs a particular judgement scripts the reply."""
+    """The plainest value a JSON schema accepts: the first of an ``enum`` or ``anyOf``, its
+    ``const``; for an object its required properties; the fewest items an array allows, each
+    the plainest; the smallest number; an empty (or short enough) string; ``true``. A test
+    that needs a particular judgement scripts the reply."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return schema_example(schema[key][0])
     kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         required = set(schema.get("required") or ())
         properties = schema.get("properties") or {}
         return {name: schema_example(sub) for name, sub in properties.items() if name in required}
-    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": True}.get(str(kind))
+    if kind == "array":
+        return [schema_example(schema.get("items") or {})] * int(schema.get("minItems", 0))
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        low = max(low, 0) if "maximum" not in schema else min(max(low, 0), schema["maximum"])
+        return (
+            low + 1 if "exclusiveMinimum" in schema and low == schema["exclusiveMinimum"] else low
+        )
+    if kind == "string":
+        return "x" * int(schema.get("minLength", 0))
+    return True if kind == "boolean" else None
 
 
 def _check_cache_controls(body: Mapping[str, Any]) -> None:
@@ -1148,7 +1173,7 @@ def check_request(
     _check_turns(body)
     _check_version_traps(body, version)
     _check_citations(body)
-    _check_tool_choice(body)
+    _check_tools(body)
     _check_cache_controls(body)
     return Checked(body, texts.resolve(fake, body))
 

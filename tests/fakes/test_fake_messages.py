@@ -233,6 +233,46 @@ def test_a_forced_tool_gets_a_tool_use_reply_its_schema_accepts(
     assert message.stop_reason == "tool_use" and message.usage.output_tokens > 0
 
 
+@pytest.mark.parametrize(
+    ("schema", "plainest"),
+    [
+        ({"type": "string", "enum": ["b", "a"]}, "b"),
+        ({"const": 3}, 3),
+        ({"anyOf": [{"type": "integer", "minimum": 2}, {"type": "string"}]}, 2),
+        ({"type": "array", "items": {"type": "boolean"}, "minItems": 2}, [True, True]),
+        ({"type": ["null", "integer"], "exclusiveMinimum": 4}, 5),
+        ({"type": "number", "maximum": -1}, -1),
+        ({"type": "string", "minLength": 3}, "xxx"),
+    ],
+)
+def test_the_forced_reply_satisfies_the_schemas_constraints(
+    anthropic_client: anthropic.Anthropic, schema: dict[str, Any], plainest: Any
+) -> None:
+    tool = {
+        "name": "pick",
+        "input_schema": {"type": "object", "properties": {"v": schema}, "required": ["v"]},
+    }
+    message = ask(
+        anthropic_client,
+        user(question="Which one?"),
+        tools=[tool],
+        tool_choice={"type": "tool", "name": "pick"},
+    )
+    (block,) = message.content
+    assert block.type == "tool_use" and block.input == {"v": plainest}
+
+
+def test_a_tool_schema_that_is_not_an_object_is_refused(
+    anthropic_client: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=r"input_schema\.type"):
+        ask(
+            anthropic_client,
+            user(question="Which one?"),
+            tools=[{"name": "pick", "input_schema": {"type": "array"}}],
+        )
+
+
 def test_forcing_a_tool_the_request_lacks_is_refused(
     anthropic_client: anthropic.Anthropic,
 ) -> None:

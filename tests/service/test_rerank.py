@@ -11,6 +11,7 @@ from typing import Any
 import anthropic
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from indexing.errors import ConfigurationError
 from indexing.pool import Pool
@@ -34,6 +35,7 @@ from service.router import Route, RoutedDocument, route
 from service.settings import Settings, load_settings
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.service.conftest import LEAVE_QUESTION
+from tests.service.sse import parse_events
 
 NO_USAGE = Usage()
 
@@ -71,8 +73,8 @@ class Verdicts:
         return answer
 
 
-def shown(route_: Route) -> list[Candidate]:
-    return [Candidate(d.title, "text") for d in route_.documents]
+def show(documents: Sequence[RoutedDocument]) -> list[Candidate]:
+    return [Candidate(d.title, "text") for d in documents]
 
 
 # ------------------------------------------------------------------------- the verdict's rules
@@ -107,7 +109,7 @@ def test_a_malformed_verdict_is_a_failure(raw: object) -> None:
 def test_the_chosen_go_first_and_the_rest_keep_their_order() -> None:
     local = routed(9, 8, 7, 6, 5)
     judge = Verdicts(Judgement([3, 1], True, Usage(input_tokens=50)))
-    result = rerank(local, shown(local), judge, RerankPolicy("always"), top_k=3)
+    result = rerank(local, judge, RerankPolicy("always"), show=show, top_k=3)
     assert ids(result.route) == ["doc3", "doc1", "doc0"]
     assert result.judged and result.usage.input_tokens == 50
     assert judge.shown[0][0] == "a question" and len(judge.shown[0][1]) == 5
@@ -116,20 +118,24 @@ def test_the_chosen_go_first_and_the_rest_keep_their_order() -> None:
 def test_no_answering_candidate_routes_nothing_unless_abstention_is_off() -> None:
     local = routed(9, 8, 7)
     refused = Judgement([], False, Usage(input_tokens=40))
-    result = rerank(local, shown(local), Verdicts(refused), RerankPolicy("always"), top_k=2)
+    result = rerank(local, Verdicts(refused), RerankPolicy("always"), show=show, top_k=2)
     assert result.route.documents == [] and result.usage.input_tokens == 40
+    assert result.abstained
     kept = rerank(
-        local, shown(local), Verdicts(refused), RerankPolicy("always", abstain=False), top_k=2
+        local, Verdicts(refused), RerankPolicy("always", abstain=False), show=show, top_k=2
     )
     assert ids(kept.route) == ["doc0", "doc1"]
 
 
-def test_a_failed_judgement_leaves_the_local_ranking() -> None:
+def test_a_failed_judgement_leaves_the_local_ranking_and_counts_what_it_cost() -> None:
     local = routed(9, 8, 7)
     judge = Verdicts(RerankFailed("overloaded"))
-    result = rerank(local, shown(local), judge, RerankPolicy("always"), top_k=2)
+    result = rerank(local, judge, RerankPolicy("always"), show=show, top_k=2)
     assert ids(result.route) == ["doc0", "doc1"] and not result.judged
     assert result.usage == NO_USAGE
+    unusable = Verdicts(RerankFailed("no tool call", Usage(input_tokens=70, output_tokens=3)))
+    result = rerank(local, unusable, RerankPolicy("always"), show=show, top_k=2)
+    assert ids(result.route) == ["doc0", "doc1"] and result.usage.input_tokens == 70
 
 
 def test_uncertain_asks_only_when_the_top_two_are_close() -> None:
@@ -137,9 +143,9 @@ def test_uncertain_asks_only_when_the_top_two_are_close() -> None:
     clear, close = routed(10, 8, 1), routed(10, 9, 1)
     assert not uncertain(clear.documents, 0.15) and uncertain(close.documents, 0.15)
     judge = Verdicts(Judgement([2], True, NO_USAGE))
-    assert ids(rerank(clear, shown(clear), judge, policy, top_k=1).route) == ["doc0"]
+    assert ids(rerank(clear, judge, policy, show=show, top_k=1).route) == ["doc0"]
     assert judge.shown == []
-    assert ids(rerank(close, shown(close), judge, policy, top_k=1).route) == ["doc2"]
+    assert ids(rerank(close, judge, policy, show=show, top_k=1).route) == ["doc2"]
     assert not uncertain(routed(10).documents, 0.15)
 
 
@@ -148,12 +154,37 @@ def test_the_token_budget_applies_to_the_reranked_order() -> None:
         RoutedDocument("big", "f1", "Big", 9, 900),
         RoutedDocument("small", "f2", "Small", 8, 100),
         RoutedDocument("medium", "f3", "Medium", 7, 400),
+        RoutedDocument("huge", "f4", "Huge", 6, 5000),
     ]
     assert [d.document_id for d in within_budget(documents, 3, 1000)] == ["big", "small"]
     local = Route("q", ["q"], documents)
     judge = Verdicts(Judgement([2], True, NO_USAGE))
-    result = rerank(local, shown(local), judge, RerankPolicy("always"), top_k=3, token_budget=600)
+    result = rerank(local, judge, RerankPolicy("always"), show=show, top_k=3, token_budget=1000)
     assert ids(result.route) == ["medium", "small"]
+    # a document larger than the whole budget could never be sent: the model never sees it
+    assert [c.title for c in judge.shown[0][1]] == ["Big", "Small", "Medium"]
+
+
+def test_only_the_best_candidates_are_shown_and_the_rest_keep_their_places() -> None:
+    local = routed(9, 8, 7, 6, 5)
+    judge = Verdicts(Judgement([1], True, NO_USAGE))
+    policy = RerankPolicy("always", candidates=2)
+    result = rerank(local, judge, policy, show=show, top_k=4)
+    assert [c.title for c in judge.shown[0][1]] == ["Title 0", "Title 1"]
+    assert ids(result.route) == ["doc1", "doc0", "doc2", "doc3"]
+
+
+def test_passages_are_read_only_when_the_model_is_asked() -> None:
+    def failing(documents: Sequence[RoutedDocument]) -> list[Candidate]:
+        raise OperationalError("SELECT substr(...)", {}, Exception("database is locked"))
+
+    clear = routed(10, 1)
+    policy = RerankPolicy("uncertain")
+    assert ids(rerank(clear, Verdicts(), policy, show=failing, top_k=1).route) == ["doc0"]
+    # and a store failure when it is asked leaves the local ranking, as a model failure does
+    close = routed(10, 9.9)
+    result = rerank(close, Verdicts(), policy, show=failing, top_k=1)
+    assert ids(result.route) == ["doc0"] and not result.judged
 
 
 def test_the_policy_routes_deeper_only_when_on() -> None:
@@ -217,12 +248,15 @@ def test_an_unusable_answer_is_a_rerank_failure(
     if failure == "overloaded":
         fake_anthropic.fail_next(5, 529, path_prefix="/v1/messages")
     elif failure == "text_reply":
-        fake_anthropic.messages.script_reply([{"type": "text", "text": "Candidate 2."}])
+        reply = [{"type": "text", "text": "I can't help with that."}]
+        fake_anthropic.messages.script_reply(reply, stop_reason="refusal")
     else:
         bad = [{"type": "tool_use", "id": "toolu_02", "name": TOOL_NAME, "input": {"x": 1}}]
         fake_anthropic.messages.script_reply(bad, stop_reason="tool_use")
-    with pytest.raises(RerankFailed):
+    with pytest.raises(RerankFailed) as failed:
         ClaudeJudge(anthropic_client, model="m").judge("q", CANDIDATES)
+    # a reply that came back was paid for, usable or not
+    assert (failed.value.usage.input_tokens > 0) == (failure != "overloaded")
 
 
 def test_candidates_show_each_documents_best_passage(claude_pool: Pool) -> None:
@@ -247,8 +281,17 @@ def reranking(claude_settings: Settings, claude_pool: Pool) -> Iterator[TestClie
         yield client
 
 
+def counted(client: anthropic.Anthropic, body: dict[str, Any]) -> int:
+    """Input tokens of a recorded Messages request, by the fake's count_tokens."""
+    kept = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
+    return client.messages.count_tokens(**kept).input_tokens
+
+
 def test_ask_sends_the_documents_the_model_chose(
-    reranking: TestClient, fake_anthropic: FakeAnthropic, claude_pool: Pool
+    reranking: TestClient,
+    fake_anthropic: FakeAnthropic,
+    claude_pool: Pool,
+    anthropic_client: anthropic.Anthropic,
 ) -> None:
     local = route(claude_pool, LEAVE_QUESTION, top_k=5)
     assert len(local.documents) >= 4
@@ -262,8 +305,12 @@ def test_ask_sends_the_documents_the_model_chose(
     assert judged["messages"][0]["content"].count("<candidate ") == len(local.documents)
     sent = {b["source"]["file_id"] for b in answered["messages"][0]["content"][:-1]}
     assert sent == {d["file_id"] for d in body["documents"]}
-    # The usage the caller sees, and is charged, covers both requests.
-    assert body["usage"]["input_tokens"] > 0
+    # The usage the caller sees, and is charged, covers both requests (the fake's
+    # count_tokens gives the input each one was billed; the answer's is partly cache writes).
+    usage = body["usage"]
+    billed = usage["input_tokens"] + usage["cache_creation_input_tokens"]
+    billed += usage["cache_read_input_tokens"]
+    assert billed == counted(anthropic_client, judged) + counted(anthropic_client, answered)
 
 
 def test_a_follow_up_is_judged_with_the_earlier_question(
@@ -306,13 +353,98 @@ def test_ask_survives_a_reranking_outage_with_the_local_ranking(
 def test_reranking_usage_is_charged_to_the_callers_budget(
     claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
 ) -> None:
-    settings = claude_settings.model_copy(update={"rerank": "always"})
+    settings = claude_settings.model_copy(update={"rerank": "always", "tokens_per_hour": 100})
     with TestClient(create_app(settings, pool=claude_pool)) as client:
         fake_anthropic.messages.script_reply(tool_reply([], False), stop_reason="tool_use")
         answer = client.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
         entries = client.get("/v1/audit").json()["data"]
+        # the judgement alone (several hundred tokens) spent the hour's 100
+        again = client.post("/v1/ask", json={"question": LEAVE_QUESTION})
     assert entries[0]["outcome"] == "abstained"
-    assert entries[0]["usage"] == answer["usage"] and answer["usage"]["input_tokens"] > 0
+    assert entries[0]["usage"] == answer["usage"] and answer["usage"]["input_tokens"] > 100
+    assert again.status_code == 429, again.text
+    assert len(fake_anthropic.messages.bodies()) == 1
+
+
+def test_a_failed_answer_is_still_charged_for_its_reranking(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    settings = claude_settings.model_copy(update={"rerank": "always"})
+    with TestClient(create_app(settings, pool=claude_pool)) as client:
+        fake_anthropic.messages.script_reply(tool_reply([1]), stop_reason="tool_use")
+        fake_anthropic.messages.stream_error_after(6)  # the answer's stream, after a 200
+        streamed = client.post("/v1/ask", json={"stream": True, "question": LEAVE_QUESTION})
+        assert parse_events(streamed.text)[-1].name == "error"
+        (entry,) = client.get("/v1/audit").json()["data"]
+    assert entry["outcome"] == "failed"
+    assert entry["usage"]["input_tokens"] > 0 and entry["usage"]["output_tokens"] > 0
+
+
+def test_documents_the_caller_may_not_see_never_reach_the_model(
+    reranking: TestClient, fake_anthropic: FakeAnthropic, claude_pool: Pool
+) -> None:
+    leave = route(claude_pool, LEAVE_QUESTION, top_k=1).documents[0]
+    claude_pool.store.update_metadata(document_id=leave.document_id, groups=["hr"])
+    claude_pool.refresh()
+    reranking.post("/v1/ask", json={"question": LEAVE_QUESTION})  # anonymous: no groups
+    judged = fake_anthropic.messages.bodies()[0]
+    assert "tools" in judged and leave.title not in judged["messages"][0]["content"]
+
+
+def test_a_streamed_answer_lists_the_documents_in_the_models_order(
+    reranking: TestClient, fake_anthropic: FakeAnthropic, claude_pool: Pool
+) -> None:
+    local = route(claude_pool, LEAVE_QUESTION, top_k=3)
+    fake_anthropic.messages.script_reply(tool_reply([3]), stop_reason="tool_use")
+    with reranking.stream(
+        "POST", "/v1/ask", json={"stream": True, "question": LEAVE_QUESTION}
+    ) as r:
+        events = parse_events(r.read().decode())
+    first, done = events[0], events[-1]
+    expected = [local.documents[i].document_id for i in (2, 0, 1)]
+    assert [d["document_id"] for d in first.data["documents"]] == expected
+    assert [d["document_id"] for d in done.data["documents"]] == expected
+
+
+def test_a_request_top_k_beyond_the_candidates_keeps_the_rest_behind(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    settings = claude_settings.model_copy(update={"rerank": "always", "rerank_candidates": 2})
+    local = route(claude_pool, LEAVE_QUESTION, top_k=4)
+    fake_anthropic.messages.script_reply(tool_reply([2]), stop_reason="tool_use")
+    with TestClient(create_app(settings, pool=claude_pool)) as client:
+        body = client.post("/v1/ask", json={"question": LEAVE_QUESTION, "top_k": 4}).json()
+    judged = fake_anthropic.messages.bodies()[0]
+    assert judged["messages"][0]["content"].count("<candidate ") == 2
+    expected = [local.documents[i].document_id for i in (1, 0, 2, 3)]
+    assert [d["document_id"] for d in body["documents"]] == expected
+
+
+@pytest.mark.parametrize(("margin", "asked"), [(0.0, False), (1.0, True)])
+def test_uncertain_asks_the_model_only_within_the_margin(
+    claude_settings: Settings,
+    claude_pool: Pool,
+    fake_anthropic: FakeAnthropic,
+    margin: float,
+    asked: bool,
+) -> None:
+    update = {"rerank": "uncertain", "rerank_margin": margin}
+    with TestClient(create_app(claude_settings.model_copy(update=update), pool=claude_pool)) as c:
+        assert c.post("/v1/ask", json={"question": LEAVE_QUESTION}).status_code == 200
+    judged = [b for b in fake_anthropic.messages.bodies() if "tools" in b]
+    assert bool(judged) == asked and len(fake_anthropic.messages.bodies()) == 1 + asked
+
+
+def test_a_follow_up_found_unanswerable_is_not_answered_from_the_earlier_documents(
+    reranking: TestClient, fake_anthropic: FakeAnthropic
+) -> None:
+    first = reranking.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    assert first["documents"]
+    fake_anthropic.messages.script_reply(tool_reply([], answerable=False), stop_reason="tool_use")
+    follow_up = {"question": "and the gym?", "conversation_id": first["conversation_id"]}
+    body = reranking.post("/v1/ask", json=follow_up).json()
+    assert body["answer"] == NOT_COVERED and body["documents"] == []
+    assert len(fake_anthropic.messages.bodies()) == 3  # judged, answered; judged
 
 
 def test_rerank_without_an_api_key_refuses_to_start(
