@@ -14,7 +14,15 @@ so that answering works), and measured through real processes:
 Only 200 responses count; anything else is an error. The target: ``POST /v1/route`` at 10,000
 documents keeps at least half the throughput of ``GET /healthz`` (same app, same run).
 
+By default the service routes by words only (``KPOOL_SEMANTIC=0``). With ``--semantic`` it
+routes by meaning too, as it does by default: every passage carries a random unit vector (as in
+``bench_routing.py --semantic``: time depends only on the shapes) and each question gets its
+vector from the packaged model. Every request then asks a question the service has not seen (a
+number is appended), so the service's cache of question vectors never answers for it; only
+``/healthz`` and ``/v1/route`` are measured.
+
 Example: python scripts/bench_service.py --docs 1000,10000 --seconds 8 --concurrency 8 [--json]
+         python scripts/bench_service.py --docs 10000 --semantic
 """
 
 from __future__ import annotations
@@ -112,9 +120,10 @@ def content_text(corpus: bench_routing.Corpus, i: int) -> str:
 
 
 def build_pool(home: Path, corpus: bench_routing.Corpus, n: int, file_ids: list[str]) -> None:
-    """Documents 0..n-1 with their summaries (as ``bench_routing`` writes them), their file ids
-    replaced by the fake's, and a Content row each."""
-    pool = Pool.open(PoolConfig(data_dir=home), LocalFilesBackend(home / "files"), load_index=False)
+    """Documents 0..n-1 with their summaries (as ``bench_routing`` writes them, with vectors if
+    the corpus has them), their file ids replaced by the fake's, and a Content row each."""
+    config = PoolConfig(data_dir=home, semantic=bool(corpus.dimensions))
+    pool = Pool.open(config, LocalFilesBackend(home / "files"), load_index=False)
     try:
         bench_routing.write_store(pool.store, corpus, n)
         docs, sums = SQLModel.metadata.tables["documents"], SQLModel.metadata.tables["summaries"]
@@ -208,15 +217,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def service(home: Path, fake: FakeApi | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def service(
+    home: Path, fake: FakeApi | None, *, semantic: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``kpool serve`` on a free loopback port: answering through ``fake`` when given,
-    extractively otherwise. Yields its base URL and process; always stops it."""
+    extractively otherwise; routing by meaning too with ``semantic``. Yields its base URL and
+    process; always stops it."""
     # Nothing from this shell's KPOOL_*/ANTHROPIC_* (a real key, another database) leaks in.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KPOOL_", "ANTHROPIC_"))}
     env["KPOOL_HOME"] = str(home)
-    # Words only, as the pool is built: routing by meaning adds the question's vector to every
-    # route (about 12 ms; ``bench_routing.py --semantic``), which this benchmark leaves out.
-    env["KPOOL_SEMANTIC"] = "0"
+    # As the pool was built: by words only unless ``--semantic``.
+    env["KPOOL_SEMANTIC"] = "1" if semantic else "0"
     if fake is not None:
         env["ANTHROPIC_API_KEY"] = fake.api_key
         env["KPOOL_ANTHROPIC_BASE_URL"] = fake.base_url
@@ -290,6 +301,7 @@ async def _worker(
     stride: int,
     deadline: float,
     sample: Sample,
+    fresh: bool,
 ) -> None:
     # A client (one keep-alive connection) per worker: one pool shared by all workers costs
     # the client more CPU per request as the connections grow (httpcore scans its pool).
@@ -303,7 +315,8 @@ async def _worker(
         for _ in range(MAX_REQUESTS_PER_WORKER):
             if time.perf_counter() >= deadline:
                 return
-            body = endpoint.body(questions[i % len(questions)])
+            question = questions[i % len(questions)]
+            body = endpoint.body(f"{question} {i}" if fresh else question)
             i += stride
             start = time.perf_counter()
             try:
@@ -319,13 +332,19 @@ async def _worker(
 
 
 async def _load(
-    base_url: str, endpoint: Endpoint, questions: Sequence[str], seconds: float, concurrency: int
+    base_url: str,
+    endpoint: Endpoint,
+    questions: Sequence[str],
+    seconds: float,
+    concurrency: int,
+    fresh: bool,
+    first: int = 0,
 ) -> Sample:
     sample = Sample()
     start = time.perf_counter()
     deadline = start + seconds
     workers = [
-        _worker(base_url, endpoint, questions, w, concurrency, deadline, sample)
+        _worker(base_url, endpoint, questions, first + w, concurrency, deadline, sample, fresh)
         for w in range(concurrency)
     ]
     await asyncio.wait_for(asyncio.gather(*workers), seconds + REQUEST_TIMEOUT_S + 5)
@@ -340,11 +359,15 @@ def load(
     seconds: float,
     concurrency: int,
     pids: dict[str, int],
+    fresh: bool = False,
 ) -> Sample:
-    """A warm-up, then ``seconds`` of closed-loop load; with the CPU each process used."""
-    asyncio.run(_load(base_url, endpoint, questions, min(WARMUP_S, seconds), concurrency))
+    """A warm-up, then ``seconds`` of closed-loop load; with the CPU each process used.
+    ``fresh``: every request's question is new (a number appended, never repeated)."""
+    warmup = min(WARMUP_S, seconds)
+    # The warm-up's numbers start where the timed window's never reach.
+    asyncio.run(_load(base_url, endpoint, questions, warmup, concurrency, fresh, first=10**9))
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    sample = asyncio.run(_load(base_url, endpoint, questions, seconds, concurrency))
+    sample = asyncio.run(_load(base_url, endpoint, questions, seconds, concurrency, fresh))
     for name, pid in pids.items():
         start, end = before[name], cpu_seconds(pid)
         used = None if start is None or end is None else end - start
@@ -382,6 +405,7 @@ def row_of(n: int, endpoint: Endpoint, sample: Sample) -> Row:
 def measure(
     corpus: bench_routing.Corpus, n: int, seconds: float, concurrency: int, extractive: bool
 ) -> list[Row]:
+    semantic = bool(corpus.dimensions)
     rows: list[Row] = []
     questions = [q.text for q in corpus.questions]
     with tempfile.TemporaryDirectory(prefix="kpool-bench-service-") as tmp, fake_api() as fake:
@@ -392,20 +416,20 @@ def measure(
         common.progress(f"[{n:,}] writing {n:,} documents to SQLite ...")
         build_pool(home, corpus, n, file_ids)
         common.progress(f"[{n:,}] starting kpool serve (claude mode, fake API) ...")
-        with service(home, fake) as (base_url, process):
+        with service(home, fake, semantic=semantic) as (base_url, process):
             kept = routable(base_url, questions)
             common.progress(f"[{n:,}] {len(kept)} of {len(questions)} questions route somewhere")
             pids = {"client": os.getpid(), "service": process.pid, "fake": fake.process.pid}
-            for endpoint in (HEALTHZ, ROUTE, ASK_CLAUDE):
+            for endpoint in (HEALTHZ, ROUTE) if semantic else (HEALTHZ, ROUTE, ASK_CLAUDE):
                 common.progress(f"[{n:,}] {endpoint.name}: {seconds:g} s x {concurrency} ...")
-                sample = load(base_url, endpoint, kept, seconds, concurrency, pids)
+                sample = load(base_url, endpoint, kept, seconds, concurrency, pids, semantic)
                 rows.append(row_of(n, endpoint, sample))
         fake.conn.send("done")
         messages, internal_errors = fake.recv()
         common.progress(f"[{n:,}] the fake answered {messages:,} Messages requests")
         if internal_errors:
             raise RuntimeError(f"the fake Anthropic API failed: {internal_errors[:3]}")
-        if extractive:
+        if extractive and not semantic:
             common.progress(f"[{n:,}] restarting kpool serve without a key (extractive) ...")
             with service(home, None) as (base_url, process):
                 pids = {"client": os.getpid(), "service": process.pid}
@@ -508,12 +532,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-extractive", action="store_true", help="skip /v1/ask without an API key"
     )
+    parser.add_argument(
+        "--semantic", action="store_true", help="route by meaning too (needs `make semantic`)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 600 or not 1 <= args.concurrency <= 256:
         parser.error("--seconds must be in (0, 600] and --concurrency in [1, 256]")
     common.progress(f"generating a synthetic corpus of {args.docs[-1]:,} documents ...")
     corpus = bench_routing.synthetic_corpus(args.docs[-1], QUESTIONS, Analyzer())
+    if args.semantic:
+        bench_routing.add_random_embeddings(corpus)
     rows = []
     for n in args.docs:
         rows += measure(corpus, n, args.seconds, args.concurrency, not args.no_extractive)
