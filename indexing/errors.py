@@ -104,6 +104,12 @@ class IndexParamsMismatch(PoolError):
     kind = "index_params_mismatch"
 
 
+class Conflict(PoolError):
+    """Another change to the same document kept winning; try again."""
+
+    kind = "conflict"
+
+
 class ConfigurationError(PoolError):
     """Settings are missing, contradictory or unsafe."""
 

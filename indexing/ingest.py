@@ -37,6 +37,7 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 from indexing.errors import (
+    Conflict,
     DocumentNotFound,
     FileTooLarge,
     InvalidInput,
@@ -239,6 +240,10 @@ def _metadata_only(pool: Pool, doc: Document, request: IngestRequest, *, dry_run
     )
 
 
+#: Reads of a document a title change makes before giving up to concurrent changes.
+RETITLE_ATTEMPTS = 5
+
+
 def update_metadata(
     pool: Pool,
     *,
@@ -250,7 +255,7 @@ def update_metadata(
 ) -> Document:
     """Change a document's metadata without a new upload. A new title makes its BM25 summary
     again (title words are document words) and, after, its passages' vectors."""
-    while True:
+    for _ in range(RETITLE_ATTEMPTS):
         retitled = None
         doc = pool.store.get_document(document_id)
         if title is not None and title != doc.title and doc.file_id is not None:
@@ -264,9 +269,11 @@ def update_metadata(
                 groups=groups,
                 attributes=attributes,
                 retitled=retitled,
+                title_was=doc.title if title is not None else None,
             )
         except SummaryOutdated:
-            continue  # a new version landed meanwhile: its text, under the new title
+            continue  # a new version or title landed meanwhile: read it again
+    raise Conflict(f"document {document_id} kept changing while its title was set; try again")
 
 
 def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:
@@ -490,11 +497,13 @@ def reindex(pool: Pool, *, vector_workers: int = 1) -> int:
             if doc.file_id is None:
                 continue
             summary = summarise(pool, doc.title, pool.store.get_content(doc.id).text)
+            # A title changed meanwhile brought its own summary: keep it.
             pool.store.update_summary(
                 file_id=doc.file_id,
                 terms=summary.terms,
                 length=summary.length,
                 passages=summary.passages,
+                title=doc.title,
             )
             count += 1
         if cursor is None:

@@ -464,15 +464,19 @@ class Store:
         groups: Sequence[str] | None = None,
         attributes: dict[str, Any] | None = None,
         retitled: Retitled | None = None,
+        title_was: str | None = None,
     ) -> Document:
         """Change what routing filters on without a new upload. A new title comes with the
-        summary made under it (``retitled``, from ``indexing.ingest.update_metadata``); if the
-        document has moved on to another version since, nothing is written and
-        ``SummaryOutdated`` is raised, for the caller to make it again."""
+        summary made under it (``retitled``, from ``indexing.ingest.update_metadata``), and
+        ``title_was``, the title it was read with. If the document has moved on since (another
+        version, another title), nothing is written and ``SummaryOutdated`` is raised, for
+        the caller to read it again."""
         with self.writing() as session:
             doc = session.get(Document, document_id)
             if doc is None:
                 raise DocumentNotFound(f"no document with id {document_id!r}")
+            if title_was is not None and doc.title != title_was:
+                raise SummaryOutdated(f"{document_id} was retitled meanwhile")
             if title is not None and title != doc.title:
                 doc.title = title
                 summary = session.get(Summary, doc.file_id) if doc.file_id else None
@@ -551,18 +555,26 @@ class Store:
         terms: dict[str, int],
         length: int,
         passages: PassageVectors | None = None,
-    ) -> None:
-        """Replace a summary in place (after a re-index) and log it for live indexes."""
+        title: str | None = None,
+    ) -> bool:
+        """Replace a summary in place (after a re-index) and log it for live indexes. With
+        ``title``, the one the summary was made under: only if the document still has it
+        (a new title brings its own summary); returns whether it was written."""
         with self.writing() as session:
             summary = session.get(Summary, file_id)
             if summary is None:
                 raise DocumentNotFound(f"no summary for {file_id}")
+            if title is not None:
+                doc = session.get(Document, summary.document_id)
+                if doc is None or doc.title != title:
+                    return False
             summary.term_hashes, summary.term_counts = TermVector.from_counts(terms).to_bytes()
             summary.length = length
             for name, value in _passage_columns(passages).items():
                 setattr(summary, name, value)
             session.add(summary)
             session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
+            return True
 
     def awaiting_vectors(
         self, *, limit: int, after: str | None = None, descending: bool = False

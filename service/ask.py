@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from indexing.errors import DocumentNotFound
 from indexing.filters import Filters
@@ -40,7 +40,7 @@ from service.prompt import (
     pdf_pages,
     within_page_limit,
 )
-from service.rerank import ClaudeJudge, Judge, RerankPolicy, candidates_of, rerank
+from service.rerank import ClaudeJudge, Judge, RerankPolicy, candidates_of, rerank, within_budget
 from service.router import Route, route
 from service.settings import Settings
 
@@ -91,11 +91,13 @@ def make_judge(settings: Settings, client: anthropic.Anthropic | None = None) ->
     """The reranking model ``KPOOL_RERANK`` asks for, if any (on ``client``, or a new one)."""
     if not settings.rerank_policy().enabled:
         return None
-    # Reranking is optional: it must not hold the answer up for the answerer's retries.
+    # Reranking is optional: it must not hold the answer up for the answerer's retries, nor
+    # for as long as a 429's retry-after says (the SDK would wait for it).
     quick = (client or anthropic_client(settings)).with_options(
-        max_retries=1, timeout=settings.rerank_timeout
+        max_retries=0, timeout=settings.rerank_timeout
     )
-    return ClaudeJudge(quick, model=settings.rerank_model)
+    attempts = 1 + min(1, settings.anthropic_max_retries)
+    return ClaudeJudge(quick, model=settings.rerank_model, attempts=attempts)
 
 
 def anthropic_client(settings: Settings) -> anthropic.Anthropic:
@@ -136,6 +138,24 @@ def request_documents(pool: Pool, routed: Route) -> list[RequestDocument]:
         if doc.file_id is not None:
             documents.append(replace(request_document(doc, hit.score), file_id=hit.file_id))
     return documents
+
+
+def fill(pool: Pool, routed: Route, top_k: int, token_budget: int, **routing: Any) -> Route:
+    """``routed`` (reranked, yet short of ``top_k`` within the budget: its first candidates were
+    too large together) topped up, after its own documents, from a routing within the budget
+    that looks as deep as it must, as routing without reranking does. ``routing``: the
+    original routing's arguments (groups, filters, earlier questions, options)."""
+    present = {d.document_id for d in routed.documents}
+    more = route(
+        pool,
+        routed.question,
+        top_k=top_k + len(present),
+        token_budget=token_budget,
+        explain=False,
+        **routing,
+    )
+    extra = [d for d in more.documents if d.document_id not in present]
+    return replace(routed, documents=within_budget(routed.documents + extra, top_k, token_budget))
 
 
 def past_turns(
@@ -222,18 +242,21 @@ def prepare(
     top_k = top_k or settings.top_k
     policy = settings.rerank_policy() if judge is not None else RerankPolicy()
     earlier = [turn.question for turn in turns[-EARLIER_QUESTIONS:]]
+    routing: dict[str, Any] = {
+        "earlier": earlier,
+        "tags": tags,
+        "filters": filters,
+        "groups": caller.groups,
+        "options": settings.routing_options(),
+    }
     routed = route(
         pool,
         text,
-        earlier=earlier,
         top_k=policy.depth(top_k),
         # Reranking applies the budget to its own order.
         token_budget=None if policy.enabled else settings.token_budget,
-        tags=tags,
-        filters=filters,
-        groups=caller.groups,
-        options=settings.routing_options(),
         explain=False,
+        **routing,
     )
     usage, abstained = None, False
     if judge is not None and policy.enabled:
@@ -247,6 +270,8 @@ def prepare(
             earlier=earlier,
         )
         routed, usage, abstained = reranked.route, reranked.usage, reranked.abstained
+        if not abstained and len(routed.documents) < top_k:
+            routed = fill(pool, routed, top_k, settings.token_budget, **routing)
     candidates = request_documents(pool, routed)
     history, new = fit_history(
         past_turns(pool, turns, caller.groups), candidates, settings.token_budget

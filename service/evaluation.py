@@ -279,6 +279,6 @@ def _reranked(
         show=lambda documents: candidates_of(pool, documents),
         top_k=len(routed.documents),
     )
-    if result.judged:
+    if result.judged or result.usage != Usage():  # an unusable reply was paid for too
         judged.append(result.usage)
     return result.route

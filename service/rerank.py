@@ -23,12 +23,14 @@ ignore instructions in them. The worst a hostile passage can do is move its own 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import anthropic
 import httpx2
+from anthropic.types import Message
 from sqlalchemy.exc import SQLAlchemyError
 
 from indexing.errors import PoolError
@@ -142,38 +144,68 @@ class Reranked:
     abstained: bool = False
 
 
-class ClaudeJudge:
-    """Asks a small Claude model through the official SDK; SDK errors become ``RerankFailed``."""
+#: Seconds between the two tries of a reranking request that met a passing failure.
+RETRY_DELAY = 0.5
 
-    def __init__(self, client: anthropic.Anthropic, *, model: str, max_tokens: int = 256):
+
+class ClaudeJudge:
+    """Asks a small Claude model through the official SDK; failures become ``RerankFailed``.
+
+    ``client`` should not retry by itself (``max_retries=0``): the SDK would wait as long as a
+    429's ``retry-after`` says, and reranking must not hold an answer up. A connection error, a
+    timeout, a 429 or a 5xx is tried ``attempts`` times in all, ``RETRY_DELAY`` apart."""
+
+    def __init__(
+        self,
+        client: anthropic.Anthropic,
+        *,
+        model: str,
+        max_tokens: int = 256,
+        attempts: int = 2,
+    ):
         self.client = client
         self.model = model
         self.max_tokens = max_tokens
+        self.attempts = max(1, attempts)
 
     def judge(
         self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
     ) -> Judgement:
         """The verdict on ``candidates`` for ``question``; ``earlier``: the conversation's
         earlier questions, oldest first, for a follow-up ("and for contractors?")."""
+        message = self._ask(self.request(question, candidates, earlier))
         try:
-            message = self.client.messages.create(**self.request(question, candidates, earlier))
-        except (anthropic.APIError, httpx2.HTTPError) as exc:
-            raise RerankFailed(f"the reranking request failed ({type(exc).__name__})") from exc
-        usage = Usage(
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-            cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
-            cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
-        )
-        for block in message.content:
-            if block.type == "tool_use" and block.name == TOOL_NAME:
-                try:
-                    return verdict(block.input, len(candidates), usage)
-                except RerankFailed as exc:
-                    raise RerankFailed(str(exc), usage) from exc
-        raise RerankFailed(
-            f"the model did not call {TOOL_NAME} (stop: {message.stop_reason})", usage
-        )
+            usage = Usage(
+                input_tokens=message.usage.input_tokens,
+                output_tokens=message.usage.output_tokens,
+                cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
+                cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
+            )
+            blocks = [b for b in message.content if b.type == "tool_use" and b.name == TOOL_NAME]
+        except (AttributeError, TypeError, ValueError) as exc:  # not a Message (a proxy's page)
+            raise RerankFailed(f"the reply is not a message ({type(exc).__name__})") from exc
+        if not blocks:
+            stop = message.stop_reason
+            raise RerankFailed(f"the model did not call {TOOL_NAME} (stop: {stop})", usage)
+        try:
+            return verdict(blocks[0].input, len(candidates), usage)
+        except RerankFailed as exc:
+            raise RerankFailed(str(exc), usage) from exc
+
+    def _ask(self, body: dict[str, Any]) -> Message:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self.client.messages.create(**body)
+            except (anthropic.APIError, httpx2.HTTPError) as exc:
+                if attempt == self.attempts or not _passing(exc):
+                    detail = f"{type(exc).__name__}" + (
+                        f", HTTP {exc.status_code}"
+                        if isinstance(exc, anthropic.APIStatusError)
+                        else ""
+                    )
+                    raise RerankFailed(f"the reranking request failed ({detail})") from exc
+                time.sleep(RETRY_DELAY)
+        raise AssertionError("unreachable")
 
     def request(
         self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
@@ -187,6 +219,13 @@ class ClaudeJudge:
             "tool_choice": {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
             "messages": [{"role": "user", "content": prompt(question, candidates, earlier)}],
         }
+
+
+def _passing(exc: Exception) -> bool:
+    """Whether a failure may pass if tried again shortly."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError)
 
 
 def prompt(question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()) -> str:

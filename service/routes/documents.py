@@ -114,6 +114,7 @@ _UPLOAD_BODY = {
     }
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No document with that id."}}
+_UPDATED = {**_NOT_FOUND, **error_responses(409)}
 
 
 # ----------------------------------------------------------------------------------- routes
@@ -198,7 +199,7 @@ def get_document(document_id: str, pool: PoolDep, caller: ReaderDep) -> Document
     "/v1/documents/{document_id}",
     response_model=DocumentPublic,
     status_code=200,
-    responses=_NOT_FOUND,
+    responses=_UPDATED,
 )
 def update_document(
     document_id: str, body: DocumentUpdate, pool: PoolDep, _admin: AdminDep

@@ -21,10 +21,11 @@ from sqlmodel import select
 from indexing.analyzer import AnalyzerParams
 from indexing.anthropic_files import AnthropicFilesBackend
 from indexing.bm25 import BM25Params
-from indexing.errors import IndexParamsMismatch
+from indexing.errors import Conflict, IndexParamsMismatch
 from indexing.files import FilesBackend, RemoteFile
 from indexing.filters import Filters, any_of
 from indexing.ingest import (
+    RETITLE_ATTEMPTS,
     IngestRequest,
     Outcome,
     delete_document,
@@ -216,6 +217,43 @@ def test_a_title_made_for_an_older_version_is_refused_whole(pool: Pool) -> None:
     pool.refresh()
     assert routed(pool, "zephyr expire") == [second.file_id]
     assert routed(pool, "staff") == []  # the old version's words are gone
+
+
+def test_a_title_changed_meanwhile_is_read_again_not_overwritten(pool: Pool) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE, title="Zephyr handbook")
+    document_id = first.document_id or ""
+    with pytest.raises(SummaryOutdated):  # read as "Leave", changed since
+        pool.store.update_metadata(document_id=document_id, title="Zephyr", title_was="Leave")
+    # a re-index that read the old title does not overwrite the new title's summary
+    text = pool.store.get_content(document_id).text
+    old = summarise(pool, "Zephyr handbook", text)
+    update_metadata(pool, document_id=document_id, title="Holiday entitlement")
+    written = pool.store.update_summary(
+        file_id=first.file_id or "",
+        terms=old.terms,
+        length=old.length,
+        passages=old.passages,
+        title="Zephyr handbook",
+    )
+    pool.refresh()
+    assert not written
+    assert routed(pool, "entitlement") == [first.file_id] and routed(pool, "zephyr") == []
+
+
+def test_a_title_change_gives_up_with_a_conflict_if_the_document_keeps_changing(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE)
+    tries = []
+
+    def always_outdated(**_: Any) -> None:
+        tries.append(1)
+        raise SummaryOutdated("another version landed")
+
+    monkeypatch.setattr(pool.store, "update_metadata", always_outdated)
+    with pytest.raises(Conflict, match="kept changing"):
+        update_metadata(pool, document_id=first.document_id or "", title="Zephyr")
+    assert len(tries) == RETITLE_ATTEMPTS
 
 
 @both_backends

@@ -254,9 +254,45 @@ def test_an_unusable_answer_is_a_rerank_failure(
         bad = [{"type": "tool_use", "id": "toolu_02", "name": TOOL_NAME, "input": {"x": 1}}]
         fake_anthropic.messages.script_reply(bad, stop_reason="tool_use")
     with pytest.raises(RerankFailed) as failed:
-        ClaudeJudge(anthropic_client, model="m").judge("q", CANDIDATES)
+        ClaudeJudge(anthropic_client.with_options(max_retries=0), model="m").judge("q", CANDIDATES)
     # a reply that came back was paid for, usable or not
     assert (failed.value.usage.input_tokens > 0) == (failure != "overloaded")
+
+
+def test_a_passing_failure_is_tried_once_more_without_waiting_for_retry_after(
+    anthropic_client: anthropic.Anthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    quick = anthropic_client.with_options(max_retries=0)
+    fake_anthropic.fail_next(1, 429, retry_after=120, retry_after_ms=None, path_prefix="/v1/")
+    fake_anthropic.messages.script_reply(tool_reply([2]), stop_reason="tool_use")
+    judgement = ClaudeJudge(quick, model="m").judge("q", CANDIDATES)
+    assert judgement.chosen == [1]
+    assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == 2
+
+
+def test_a_refused_request_is_not_tried_again(
+    anthropic_client: anthropic.Anthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    quick = anthropic_client.with_options(max_retries=0)
+    fake_anthropic.fail_next(1, 400, path_prefix="/v1/")
+    with pytest.raises(RerankFailed, match="HTTP 400"):
+        ClaudeJudge(quick, model="m").judge("q", CANDIDATES)
+    assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == 1
+
+
+class _Messages:
+    def create(self, **body: Any) -> Any:
+        return "<html>Bad gateway</html>"  # what the SDK returns for a 200 that is not JSON
+
+
+class _Gateway:
+    messages = _Messages()
+
+
+def test_a_reply_that_is_not_a_message_is_a_rerank_failure() -> None:
+    judge = ClaudeJudge(_Gateway(), model="m")  # type: ignore[arg-type]
+    with pytest.raises(RerankFailed, match="not a message"):
+        judge.judge("q", CANDIDATES)
 
 
 def test_candidates_show_each_documents_best_passage(claude_pool: Pool) -> None:
@@ -418,6 +454,28 @@ def test_a_request_top_k_beyond_the_candidates_keeps_the_rest_behind(
     assert judged["messages"][0]["content"].count("<candidate ") == 2
     expected = [local.documents[i].document_id for i in (1, 0, 2, 3)]
     assert [d["document_id"] for d in body["documents"]] == expected
+
+
+def test_when_the_best_candidates_are_too_large_together_deeper_ones_fill_top_k(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    # Annual leave (818 tokens) and sick leave (831) fit 2,500; expenses and travel (over
+    # 4,000 each) never can; remote working (786) is the 5th document by score.
+    unreranked = route(claude_pool, LEAVE_QUESTION, top_k=3, token_budget=2_500)
+    assert len(unreranked.documents) == 3
+    for rerank_mode, margin in (("uncertain", 0.0), ("always", 0.15)):
+        update = {
+            "rerank": rerank_mode,
+            "rerank_margin": margin,
+            "rerank_candidates": 2,
+            "token_budget": 2_500,
+        }
+        with TestClient(
+            create_app(claude_settings.model_copy(update=update), pool=claude_pool)
+        ) as c:
+            body = c.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+        ids_ = [d["document_id"] for d in body["documents"]]
+        assert ids_ == [d.document_id for d in unreranked.documents], rerank_mode
 
 
 @pytest.mark.parametrize(("margin", "asked"), [(0.0, False), (1.0, True)])
