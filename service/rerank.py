@@ -26,17 +26,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import anthropic
-import httpx2
-from anthropic.types import Message
 from sqlalchemy.exc import SQLAlchemyError
 
 from indexing.errors import PoolError
 from indexing.pool import Pool
 from service.answer import Usage
 from service.router import Route, RoutedDocument
+
+if TYPE_CHECKING:  # the SDK takes a second to import: settings import this module
+    import anthropic
+    from anthropic.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,9 @@ class ClaudeJudge:
             raise RerankFailed(str(exc), usage) from exc
 
     def _ask(self, body: dict[str, Any]) -> Message:
+        import anthropic
+        import httpx2
+
         for attempt in range(1, self.attempts + 1):
             try:
                 return self.client.messages.create(**body)
@@ -223,6 +227,9 @@ class ClaudeJudge:
 
 def _passing(exc: Exception) -> bool:
     """Whether a failure may pass if tried again shortly."""
+    import anthropic
+    import httpx2
+
     if isinstance(exc, anthropic.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
     return isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError)
