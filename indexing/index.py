@@ -47,10 +47,10 @@ from __future__ import annotations
 import gc
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +63,8 @@ IntArray = npt.NDArray[np.int32]
 F32Array = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 F32Matrix = npt.NDArray[np.float32]
+
+T = TypeVar("T")
 
 _MIN_CAPACITY = 4
 _COMPACT_MIN_DEAD = 1024
@@ -1087,17 +1089,12 @@ class InvertedIndex:
         return chosen
 
     def _within_budget(self, ordered: list[int], top_k: int, budget: int) -> list[int]:
-        chosen: list[int] = []
-        spent = 0
-        for slot in ordered:
+        def tokens(slot: int) -> int:
             entry = self._entries[slot]
             assert entry is not None
-            if spent + entry.token_estimate <= budget:
-                chosen.append(slot)
-                spent += entry.token_estimate
-                if len(chosen) == top_k:
-                    break
-        return chosen
+            return entry.token_estimate
+
+        return within_budget(ordered, tokens, top_k, budget)
 
     def _entry(self, slot: int) -> IndexEntry:
         entry = self._entries[slot]
@@ -1131,6 +1128,23 @@ def _bare(entry: IndexEntry) -> IndexEntry:
     if entry.vector is None and not entry.term_freqs and entry.passages is None:
         return entry
     return replace(entry, term_freqs={}, vector=None, passages=None)
+
+
+def within_budget(
+    ordered: Iterable[T], tokens: Callable[[T], int], top_k: int, budget: int
+) -> list[T]:
+    """The first ``top_k`` of ``ordered`` whose ``tokens`` fit in ``budget`` together, in
+    order; one that does not fit is skipped for the next."""
+    chosen: list[T] = []
+    spent = 0
+    for item in ordered:
+        cost = tokens(item)
+        if spent + cost <= budget:
+            chosen.append(item)
+            spent += cost
+            if len(chosen) == top_k:
+                break
+    return chosen
 
 
 def _best_per_document(owner: np.ndarray, values: np.ndarray, slots: int) -> FloatArray:

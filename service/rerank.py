@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from indexing.errors import PoolError
+from indexing.index import within_budget as take_within_budget
 from indexing.pool import Pool
 from service.answer import Usage
 from service.router import Route, RoutedDocument
@@ -279,15 +280,7 @@ def within_budget(
     """The first ``top_k`` documents, in order, skipping those that would exceed the budget."""
     if budget is None:
         return list(documents[:top_k])
-    kept: list[RoutedDocument] = []
-    spent = 0
-    for doc in documents:
-        if spent + doc.token_estimate <= budget:
-            kept.append(doc)
-            spent += doc.token_estimate
-            if len(kept) == top_k:
-                break
-    return kept
+    return take_within_budget(documents, lambda doc: doc.token_estimate, top_k, budget)
 
 
 Show = Callable[[Sequence[RoutedDocument]], list[Candidate]]
