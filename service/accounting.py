@@ -10,14 +10,15 @@ knows the files a Messages request carries, even when Anthropic refuses that req
 through the answer's events (so it knows whether the answer finished, failed or was left by
 its client). The answer's usage is known only once it finishes: one that fails or is cancelled
 midway is charged and audited for what routing spent upstream before it (a reranking request,
-``service.rerank``), nothing more.
+``service.rerank``, counted as it is made), nothing more; one that finished but could not be
+recorded in its conversation, for all it spent.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec
 
@@ -30,6 +31,7 @@ from service.audit import AuditEntry, AuditLog, Outcome
 from service.auth import Caller
 from service.limits import Limiter, budgeted, identity
 from service.prompt import Question, RequestDocument, indexed_documents
+from service.rerank import Candidate, Judge, Judgement, RerankFailed
 
 P = ParamSpec("P")
 
@@ -97,6 +99,8 @@ class Tally:
         self._started = time.monotonic()
         self._ended = False
         self._lock = threading.Lock()
+        self._judged = Usage()
+        self._answering: Answering | None = None
 
     @property
     def answerer(self) -> Answerer:
@@ -122,7 +126,13 @@ class Tally:
     def follow(self, answering: Answering) -> Answering:
         """``answering``, reporting its end to this tally."""
         self.question = self.question or answering.question
+        self._answering = answering
         return Answering(answering.question, _Followed(answering, self), record=_as_it_is)
+
+    def judged(self, usage: Usage) -> None:
+        """A reranking request spent ``usage`` (``service.rerank``), whatever comes of it."""
+        with self._lock:
+            self._judged = self._judged + usage
 
     def end(
         self, outcome: Outcome, *, answer: Answer | None = None, error: Exception | None = None
@@ -132,7 +142,7 @@ class Tally:
             if self._ended:
                 return
             self._ended = True
-        usage = answer.usage if answer is not None else self._spent_before_answer()
+        usage = answer.usage if answer is not None else self._spent_without_answer()
         self.accounting.limiter.charge(self.who, budgeted(usage))
         self.accounting.audit.write(self.entry(outcome, answer, usage, error))
 
@@ -163,10 +173,12 @@ class Tally:
             cache_read_input_tokens=usage.cache_read_input_tokens,
         )
 
-    def _spent_before_answer(self) -> Usage:
-        """What a question that ended without an answer spent: its reranking, if any."""
-        spent = self.question.routing_usage if self.question is not None else None
-        return spent or Usage()
+    def _spent_without_answer(self) -> Usage:
+        """What a question that ended without an answer handed on spent: its reranking, if
+        any, and the answer the answerer finished if recording it failed."""
+        answering = self._answering
+        finished = answering.finished if answering is not None else None
+        return self._judged + (finished.usage if finished is not None else Usage())
 
     def _routed(self) -> list[RequestDocument]:
         return list(self.question.routed) if self.question is not None else []
@@ -187,13 +199,35 @@ class _Witness:
     def __init__(self, answerer: Answerer, tally: Tally) -> None:
         self.mode = answerer.mode
         self.model = answerer.model
-        self.judge = answerer.judge
+        self.judge: Judge | None = (
+            None if answerer.judge is None else _Counted(answerer.judge, tally)
+        )
         self._answerer = answerer
         self._tally = tally
 
     def open(self, pool: Pool, question: Question) -> Reply:
         self._tally.saw(question)
         return self._answerer.open(pool, question)
+
+
+class _Counted:
+    """The answerer's reranking judge, telling the tally what each judgement spent."""
+
+    def __init__(self, judge: Judge, tally: Tally) -> None:
+        self.model = judge.model
+        self._judge = judge
+        self._tally = tally
+
+    def judge(
+        self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
+    ) -> Judgement:
+        try:
+            judgement = self._judge.judge(question, candidates, earlier)
+        except RerankFailed as exc:
+            self._tally.judged(exc.usage)
+            raise
+        self._tally.judged(judgement.usage)
+        return judgement
 
 
 class _Followed:

@@ -299,6 +299,9 @@ class Answering:
         self.question = question
         self._reply = reply
         self._record = record
+        #: The answer as the answerer finished it, before it was recorded (its usage is
+        #: spent even if recording it fails).
+        self.finished: Answer | None = None
 
     @property
     def documents(self) -> list[RequestDocument]:
@@ -306,7 +309,11 @@ class Answering:
 
     def __iter__(self) -> Iterator[AnswerEvent]:
         for event in self._reply:
-            yield Finished(self._record(event.answer)) if isinstance(event, Finished) else event
+            if isinstance(event, Finished):
+                self.finished = event.answer
+                yield Finished(self._record(event.answer))
+            else:
+                yield event
 
     def close(self) -> None:
         self._reply.close()

@@ -17,6 +17,7 @@ from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 
 from indexing.errors import UpstreamUnavailable
 from indexing.models import utcnow
@@ -29,6 +30,7 @@ from service.ask import Answering
 from service.audit import AuditEntry, AuditLog
 from service.auth import OPEN_CALLER, Caller
 from service.cli import main
+from service.conversations import Conversations
 from service.keys import Keys
 from service.limits import Limiter
 from service.prompt import Question
@@ -152,6 +154,20 @@ def test_an_upstream_failure_is_audited_with_its_error_type(
     # What was (or would have been) sent is known even when Anthropic refused it.
     assert entry.file_ids == files_in(fake_anthropic.messages.bodies()[-1]) and entry.file_ids
     assert entry.document_ids
+
+
+def test_an_answer_that_cannot_be_recorded_is_charged_for_what_it_spent(
+    claude: TestClient, claude_pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost(*_: Any, **__: Any) -> None:
+        raise OperationalError("INSERT INTO conversations ...", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(Conversations, "record", lost)
+    with pytest.raises(OperationalError):  # a 500 to the caller; the test client re-raises
+        claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    entry = only_entry(claude_pool)
+    assert (entry.outcome, entry.error) == ("failed", "internal_error")
+    assert entry.output_tokens > 0  # the answer was made and paid for
 
 
 def test_an_unknown_conversation_is_audited_as_failed(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from indexing.errors import ConfigurationError
 from indexing.pool import Pool
+from service import ask as ask_module
 from service.answer import NOT_COVERED, Usage
 from service.app import create_app
 from service.rerank import (
@@ -414,6 +415,24 @@ def test_a_failed_answer_is_still_charged_for_its_reranking(
         (entry,) = client.get("/v1/audit").json()["data"]
     assert entry["outcome"] == "failed"
     assert entry["usage"]["input_tokens"] > 0 and entry["usage"]["output_tokens"] > 0
+
+
+def test_a_question_that_fails_after_its_reranking_is_charged_for_it(
+    reranking: TestClient,
+    claude_pool: Pool,
+    fake_anthropic: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unreadable(*_: Any, **__: Any) -> None:
+        raise OperationalError("SELECT documents ...", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(ask_module, "request_documents", unreadable)
+    fake_anthropic.messages.script_reply(tool_reply([1]), stop_reason="tool_use")
+    with pytest.raises(OperationalError):  # a 500 to the caller; the test client re-raises
+        reranking.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    entries = reranking.get("/v1/audit").json()["data"]
+    assert entries[0]["outcome"] == "failed" and entries[0]["usage"]["input_tokens"] > 0
+    assert len(fake_anthropic.messages.bodies()) == 1  # the judgement, no answer
 
 
 def test_documents_the_caller_may_not_see_never_reach_the_model(
