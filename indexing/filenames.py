@@ -74,6 +74,33 @@ _UNSAFE_IN_SOURCE = {
 }
 
 
+def _unsafe(char: str) -> str | None:
+    """How messages name ``char`` if it hides or reorders text when shown, or is a lone
+    surrogate (which no database stores); ``None`` for a safe one."""
+    category = unicodedata.category(char)
+    if category == "Cs":
+        return "a lone surrogate"
+    if category in _UNSAFE_IN_SOURCE and char not in _HARMLESS_FORMAT:
+        return _UNSAFE_IN_SOURCE[category]
+    return None
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first unsafe character of ``text`` (``_unsafe``), named with its code point, or
+    ``None``. PostgreSQL, for one, refuses NUL in text."""
+    for char in text:
+        kind = _unsafe(char)
+        if kind is not None:
+            return f"{kind} (U+{ord(char):04X})"
+    return None
+
+
+def clean_title(title: str) -> str:
+    """A title with its unsafe characters turned into spaces and its runs of whitespace into
+    one: metadata found in a file is shown as it can be, not refused."""
+    return " ".join("".join(" " if _unsafe(c) else c for c in title).split())
+
+
 def check_source(source: str) -> None:
     """Refuse a source that is not valid Unicode or holds characters that hide or reorder text
     when shown (controls, bidirectional overrides and isolates, zero-width spaces, line

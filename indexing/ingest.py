@@ -47,7 +47,7 @@ from indexing.errors import (
     UpstreamUnavailable,
 )
 from indexing.extract import Extracted, check_upload, extract, upload_payload
-from indexing.filenames import check_source, sanitise_filename
+from indexing.filenames import check_source, clean_title, sanitise_filename
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
 from indexing.passages import passage_text, split_passages
@@ -179,6 +179,8 @@ def _detached(exc: PoolError) -> PoolError:
 
 def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
     check_source(request.source)
+    if request.title:  # a manifest's or a script's title is shown as any title is
+        request = replace(request, title=clean_title(request.title)[:MAX_TITLE_CHARS] or None)
     if not request.name:
         raise InvalidInput(f"{request.source}: no usable filename (e.g. policy.pdf)")
     # Before anything is looked up, so that the same bytes under a name or type they do not
@@ -240,6 +242,8 @@ def _metadata_only(pool: Pool, doc: Document, request: IngestRequest, *, dry_run
     )
 
 
+#: Longest title kept; longer ones are cut.
+MAX_TITLE_CHARS = 500
 #: Reads of a document a title change makes before giving up to concurrent changes.
 RETITLE_ATTEMPTS = 5
 
@@ -321,8 +325,8 @@ def _new_version(
 
 
 def _title(request: IngestRequest, extracted: Extracted) -> str:
-    title = request.title or extracted.title or PurePath(request.name).stem
-    return title.strip()[:500] or request.name[:500]
+    title = clean_title(request.title or extracted.title or PurePath(request.name).stem)
+    return title[:MAX_TITLE_CHARS] or clean_title(request.name)[:MAX_TITLE_CHARS] or "untitled"
 
 
 def indexable_text(title: str, text: str) -> str:

@@ -20,14 +20,21 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from indexing.errors import DocumentNotFound, FileTooLarge, InvalidInput, PoolError
-from indexing.filenames import check_source, sanitise_filename
+from indexing.filenames import check_source, sanitise_filename, unsafe_character
 from indexing.filters import Condition
 from indexing.ingest import IngestRequest, Outcome, delete_document, ingest, update_metadata
 from indexing.models import Document, DocumentPublic, DocumentsPage
@@ -55,8 +62,19 @@ MAX_SOURCE_CHARS = 2000
 Label = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)
 ]
+
+
+def _shown_safely(value: str) -> str:
+    problem = unsafe_character(value)
+    if problem is not None:
+        raise ValueError(f"contains {problem}")
+    return value
+
+
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS),
+    AfterValidator(_shown_safely),
 ]
 
 
@@ -266,7 +284,7 @@ class Upload:
             source=self._source(),
             data=self.data,
             filename=self.filename,
-            title=_bounded("title", title, MAX_TITLE_CHARS) if title else None,
+            title=_safe("title", _bounded("title", title, MAX_TITLE_CHARS)) if title else None,
             tags=self._labels("tags"),
             groups=self._labels("groups"),
             attributes=self._attributes(),
@@ -308,6 +326,13 @@ class Upload:
         if not isinstance(attributes, dict):
             raise InvalidInput("form field 'attributes' must be a JSON object")
         return attributes
+
+
+def _safe(name: str, value: str) -> str:
+    problem = unsafe_character(value)
+    if problem is not None:
+        raise InvalidInput(f"form field {name!r} contains {problem}")
+    return value
 
 
 def _bounded(name: str, value: str, limit: int) -> str:

@@ -11,7 +11,9 @@ from indexing.filenames import (
     MAX_FILENAME_BYTES,
     MAX_FILENAME_CHARS,
     check_source,
+    clean_title,
     sanitise_filename,
+    unsafe_character,
 )
 
 
@@ -107,3 +109,21 @@ def test_sources_that_would_not_store_or_show_faithfully_are_refused(
 
     assert fragment in str(caught.value)
     assert str(caught.value).startswith("source ")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown", "problem"),
+    [
+        ("Leave policy", "Leave policy", None),
+        ("Leave\x00policy", "Leave policy", "a control character (U+0000)"),
+        ("  Leave\r\n\tpolicy  ", "Leave policy", "a control character (U+000D)"),
+        ("evil\u202etxt", "evil txt", "an invisible formatting character (U+202E)"),
+        ("caf\u00e9 \u200d\U0001f44b", "caf\u00e9 \u200d\U0001f44b", None),  # a joiner spells
+        ("half\udcff", "half", "a lone surrogate (U+DCFF)"),
+    ],
+)
+def test_titles_found_in_files_are_cleaned_and_given_ones_checked(
+    raw: str, shown: str, problem: str | None
+) -> None:
+    assert clean_title(raw) == shown
+    assert unsafe_character(raw.strip(" ")) == problem

@@ -198,6 +198,13 @@ def test_a_new_title_is_routed_by_its_words_and_the_old_one_no_longer(pool: Pool
     assert routed(pool, "entitlement") == []
 
 
+def test_a_given_title_is_cleaned_once_and_stays_unchanged(pool: Pool) -> None:
+    first = add(pool, "/docs/leave.md", LEAVE, title="Leave\x00 policy\u202e ")
+    assert first.title == "Leave policy"
+    again = add(pool, "/docs/leave.md", LEAVE, title="Leave\x00 policy\u202e ")
+    assert again.status == "unchanged"
+
+
 def test_a_title_made_for_an_older_version_is_refused_whole(pool: Pool) -> None:
     first = add(pool, "/docs/leave.md", LEAVE)
     text = pool.store.get_content(first.document_id or "").text

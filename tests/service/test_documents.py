@@ -252,6 +252,10 @@ def test_bad_files_are_refused_and_leave_nothing_behind(
             "more than once",
         ),
         ({"files": {"file": ("bees.md", BEES)}, "data": {"title": "t" * 501}}, "at most 500"),
+        (
+            {"files": {"file": ("bees.md", BEES)}, "data": {"title": "Be\x00es"}},
+            "a control character (U+0000)",
+        ),
         ({"files": {"file": ("bees.md", BEES)}, "data": {"tags": ["x", "y" * 101]}}, "at most 100"),
     ],
 )
@@ -484,6 +488,8 @@ def test_put_groups_hides_a_document_from_anonymous_routing(client: TestClient) 
         {},
         {"title": ""},
         {"title": "t" * 501},
+        {"title": "Be\u0000es"},
+        {"title": "evil\u202etxt"},
         {"tags": "not-a-list"},
         {"tags": [""]},
         {"attributes": ["not", "an", "object"]},
