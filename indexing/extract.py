@@ -48,6 +48,7 @@ from indexing.errors import (
     FileTooLarge,
     PoolError,
 )
+from indexing.filenames import clean_title
 from indexing.formats import (
     BOMS,
     bomless_utf16,
@@ -211,7 +212,7 @@ def _first_line_title(text: str, max_len: int = 120) -> str | None:
 
 
 def _clean_title(value: object) -> str | None:
-    title = " ".join(str(value).split()) if value is not None else ""
+    title = clean_title(str(value)) if value is not None else ""
     return title or None
 
 
