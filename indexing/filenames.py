@@ -105,15 +105,12 @@ def check_source(source: str) -> None:
     """Refuse a source that is not valid Unicode or holds characters that hide or reorder text
     when shown (controls, bidirectional overrides and isolates, zero-width spaces, line
     separators); joiners and direction marks, which spell words, pass."""
-    for char in source:
-        category = unicodedata.category(char)
-        if category == "Cs":
-            raise InvalidInput(
-                f"source {source!r} is not valid Unicode (a path whose bytes are not UTF-8?); "
-                "rename it"
-            )
-        if category in _UNSAFE_IN_SOURCE and char not in _HARMLESS_FORMAT:
-            raise InvalidInput(
-                f"source {source!r} contains {_UNSAFE_IN_SOURCE[category]} "
-                f"(U+{ord(char):04X}); rename it or give another source"
-            )
+    if any(unicodedata.category(char) == "Cs" for char in source):
+        raise InvalidInput(
+            f"source {source!r} is not valid Unicode (a path whose bytes are not UTF-8?); rename it"
+        )
+    problem = unsafe_character(source)
+    if problem is not None:
+        raise InvalidInput(
+            f"source {source!r} contains {problem}; rename it or give another source"
+        )
