@@ -259,6 +259,8 @@ def prepare(
         **routing,
     )
     usage, abstained = None, False
+    # Fewer documents than routed for means every match was seen: nothing deeper to fill from.
+    deeper = len(routed.documents) == policy.depth(top_k)
     if judge is not None and policy.enabled:
         reranked = rerank(
             routed,
@@ -270,7 +272,7 @@ def prepare(
             earlier=earlier,
         )
         routed, usage, abstained = reranked.route, reranked.usage, reranked.abstained
-        if not abstained and len(routed.documents) < top_k:
+        if deeper and not abstained and len(routed.documents) < top_k:
             routed = fill(pool, routed, top_k, settings.token_budget, **routing)
     candidates = request_documents(pool, routed)
     history, new = fit_history(
