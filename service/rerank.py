@@ -23,7 +23,6 @@ ignore instructions in them. The worst a hostile passage can do is move its own 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -35,10 +34,10 @@ from indexing.index import within_budget as take_within_budget
 from indexing.pool import Pool
 from service.answer import Usage
 from service.router import Route, RoutedDocument
+from service.tool_call import ToolCallFailed, forced_call, quoted
 
 if TYPE_CHECKING:  # the SDK takes a second to import: settings import this module
     import anthropic
-    from anthropic.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +145,10 @@ class Reranked:
     abstained: bool = False
 
 
-#: Seconds between the two tries of a reranking request that met a passing failure.
-RETRY_DELAY = 0.5
-
-
 class ClaudeJudge:
-    """Asks a small Claude model through the official SDK; failures become ``RerankFailed``.
-
-    ``client`` should not retry by itself (``max_retries=0``): the SDK would wait as long as a
-    429's ``retry-after`` says, and reranking must not hold an answer up. A connection error, a
-    timeout, a 429 or a 5xx is tried ``attempts`` times in all, ``RETRY_DELAY`` apart."""
+    """Asks a small Claude model through the official SDK (``service.tool_call``); failures
+    become ``RerankFailed``. ``client`` should not retry by itself (``max_retries=0``); a
+    passing failure is tried ``attempts`` times in all."""
 
     def __init__(
         self,
@@ -175,42 +168,15 @@ class ClaudeJudge:
     ) -> Judgement:
         """The verdict on ``candidates`` for ``question``; ``earlier``: the conversation's
         earlier questions, oldest first, for a follow-up ("and for contractors?")."""
-        message = self._ask(self.request(question, candidates, earlier))
+        body = self.request(question, candidates, earlier)
         try:
-            usage = Usage(
-                input_tokens=message.usage.input_tokens,
-                output_tokens=message.usage.output_tokens,
-                cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
-                cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
-            )
-            blocks = [b for b in message.content if b.type == "tool_use" and b.name == TOOL_NAME]
-        except (AttributeError, TypeError, ValueError) as exc:  # not a Message (a proxy's page)
-            raise RerankFailed(f"the reply is not a message ({type(exc).__name__})") from exc
-        if not blocks:
-            stop = message.stop_reason
-            raise RerankFailed(f"the model did not call {TOOL_NAME} (stop: {stop})", usage)
+            raw, usage = forced_call(self.client, body, attempts=self.attempts, what="reranking")
+        except ToolCallFailed as exc:
+            raise RerankFailed(str(exc), exc.usage) from exc
         try:
-            return verdict(blocks[0].input, len(candidates), usage)
+            return verdict(raw, len(candidates), usage)
         except RerankFailed as exc:
             raise RerankFailed(str(exc), usage) from exc
-
-    def _ask(self, body: dict[str, Any]) -> Message:
-        import anthropic
-        import httpx2
-
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self.client.messages.create(**body)
-            except (anthropic.APIError, httpx2.HTTPError) as exc:
-                if attempt == self.attempts or not _passing(exc):
-                    detail = f"{type(exc).__name__}" + (
-                        f", HTTP {exc.status_code}"
-                        if isinstance(exc, anthropic.APIStatusError)
-                        else ""
-                    )
-                    raise RerankFailed(f"the reranking request failed ({detail})") from exc
-                time.sleep(RETRY_DELAY)
-        raise AssertionError("unreachable")
 
     def request(
         self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
@@ -226,29 +192,14 @@ class ClaudeJudge:
         }
 
 
-def _passing(exc: Exception) -> bool:
-    """Whether a failure may pass if tried again shortly."""
-    import anthropic
-    import httpx2
-
-    if isinstance(exc, anthropic.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    return isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError)
-
-
 def prompt(question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()) -> str:
     shown = "\n\n".join(
-        f'<candidate number="{n}">\n<title>{_plain(c.title)}</title>\n'
-        f"<passage>\n{_plain(c.excerpt)}\n</passage>\n</candidate>"
+        f'<candidate number="{n}">\n<title>{quoted(c.title)}</title>\n'
+        f"<passage>\n{quoted(c.excerpt)}\n</passage>\n</candidate>"
         for n, c in enumerate(candidates, start=1)
     )
-    before = "".join(f"<earlier_question>{_plain(q)}</earlier_question>\n" for q in earlier)
-    return f"{shown}\n\n{before}<question>{_plain(question)}</question>"
-
-
-def _plain(text: str) -> str:
-    """Text that cannot close or open our tags."""
-    return text.replace("<", "‹").replace(">", "›")
+    before = "".join(f"<earlier_question>{quoted(q)}</earlier_question>\n" for q in earlier)
+    return f"{shown}\n\n{before}<question>{quoted(question)}</question>"
 
 
 def verdict(raw: object, count: int, usage: Usage) -> Judgement:
