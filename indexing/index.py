@@ -987,19 +987,26 @@ class InvertedIndex:
     def _best_passage(
         self, slot: int, passage_scores: FloatArray | None, similarities: F32Array | None = None
     ) -> int | None:
-        """The passage unit that scored best for this document, if any scored; failing that,
-        the one closest in meaning."""
+        """The passage of this document's text that scored best, if any scored; failing that,
+        the one closest in meaning. A generated description (an empty span after the text,
+        ``indexing.ingest.indexed_passages``) scores like any passage but is never the one
+        reported: it is no part of the text to show or quote."""
         passages = self._doc_passages[slot]
         if passages is None or not passages.count:
             return None
         window = slice(passages.first, passages.first + passages.count)
+        spans = self._spans.view().reshape(-1, 2)[window]
+        in_text = spans[:, 1] > spans[:, 0]
+        if not in_text.any():
+            return None
         if passage_scores is not None:
-            own = passage_scores[window]
+            own = np.where(in_text, passage_scores[window], 0.0)
             best = int(np.argmax(own))
             if own[best] > 0:
                 return passages.first + best
         if similarities is not None:
-            return passages.first + int(np.argmax(similarities[window]))
+            closest = np.where(in_text, similarities[window], -np.inf)
+            return passages.first + int(np.argmax(closest))
         return None
 
     def _similarities(self, vector: np.ndarray) -> F32Array | None:

@@ -50,7 +50,7 @@ from indexing.extract import Extracted, check_upload, extract, upload_payload
 from indexing.filenames import check_source, clean_title, sanitise_filename
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
-from indexing.passages import passage_text, split_passages
+from indexing.passages import Passage, PassageParams, passage_text, split_passages
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
 from indexing.store import NewVersion, Retitled, SummaryOutdated, VectorsDue
@@ -263,8 +263,15 @@ def update_metadata(
         retitled = None
         doc = pool.store.get_document(document_id)
         if title is not None and title != doc.title and doc.file_id is not None:
-            summary = summarise(pool, title, pool.store.get_content(document_id).text)
-            retitled = Retitled(doc.file_id, summary.terms, summary.length, summary.passages)
+            content = pool.store.get_content(document_id)
+            summary = summarise(pool, title, content.text, content.expansion)
+            retitled = Retitled(
+                doc.file_id,
+                summary.terms,
+                summary.length,
+                summary.passages,
+                expanded=bool(content.expansion),
+            )
         try:
             return pool.store.update_metadata(
                 document_id=document_id,
@@ -276,7 +283,7 @@ def update_metadata(
                 title_was=doc.title if title is not None else None,
             )
         except SummaryOutdated:
-            continue  # a new version or title landed meanwhile: read it again
+            continue  # a new version, title or description landed meanwhile: read it again
     raise Conflict(f"document {document_id} kept changing while its title was set; try again")
 
 
@@ -329,10 +336,23 @@ def _title(request: IngestRequest, extracted: Extracted) -> str:
     return title[:MAX_TITLE_CHARS] or clean_title(request.name)[:MAX_TITLE_CHARS] or "untitled"
 
 
-def indexable_text(title: str, text: str) -> str:
+def indexable_text(title: str, text: str, expansion: str | None = None) -> str:
     """What the summary is built from: the title is part of what a document is about, even
-    when the body never repeats it."""
-    return f"{title}\n{text}"
+    when the body never repeats it; so is its generated description, if it has one."""
+    return f"{title}\n{text}\n{expansion}" if expansion else f"{title}\n{text}"
+
+
+def indexed_passages(
+    title: str, text: str, expansion: str | None, params: PassageParams
+) -> list[tuple[Passage, str]]:
+    """A document's passages with what each is indexed as: the passages of its text, then,
+    when it has one, its generated description (``indexing.expansion``). The description is
+    no part of the text, so its span is the empty one at the text's end: routing reports no
+    passage for it, and an excerpt of it is empty."""
+    passages = [(p, passage_text(title, text, p)) for p in split_passages(text, params)]
+    if expansion:
+        passages.append((Passage(len(text), len(text), ()), f"{title}\n{expansion}"))
+    return passages
 
 
 @dataclass(frozen=True)
@@ -344,16 +364,14 @@ class DocumentTerms:
     passages: PassageVectors
 
 
-def summarise(pool: Pool, title: str, text: str) -> DocumentTerms:
-    """The summary of a document's text, under the pool's analyzer and passage parameters
-    (its passages' sentence vectors come later, from ``vectorise``)."""
+def summarise(pool: Pool, title: str, text: str, expansion: str | None = None) -> DocumentTerms:
+    """The summary of a document's text and generated description, under the pool's analyzer
+    and passage parameters (its passages' sentence vectors come later, from ``vectorise``)."""
     analyzer = pool.analyzer
-    terms, length = analyzer.term_frequencies(indexable_text(title, text))
+    terms, length = analyzer.term_frequencies(indexable_text(title, text, expansion))
     passages = []
-    for passage in split_passages(text, pool.config.passages):
-        passage_terms, passage_length = analyzer.term_frequencies(
-            passage_text(title, text, passage)
-        )
+    for passage, indexed in indexed_passages(title, text, expansion, pool.config.passages):
+        passage_terms, passage_length = analyzer.term_frequencies(indexed)
         passages.append((passage_terms, passage_length, (passage.start, passage.end)))
     return DocumentTerms(terms, length, PassageVectors.from_counts(passages))
 
@@ -467,11 +485,15 @@ def usable_cores() -> int:
 
 def _add_vectors(pool: Pool, due: VectorsDue, stop: threading.Event | None) -> bool:
     try:
-        text = pool.store.get_content(due.document_id).text
+        content = pool.store.get_content(due.document_id)
     except DocumentNotFound:  # deleted meanwhile
         return False
-    passages = split_passages(text, pool.config.passages)
-    if [(p.start, p.end) for p in passages] != passage_spans(due.layout):
+    text, expansion = content.text, content.expansion
+    passages = indexed_passages(due.title, text, expansion, pool.config.passages)
+    spans = [(p.start, p.end) for p, _ in passages]
+    if spans != passage_spans(due.layout):
+        if expansion and spans[:-1] == passage_spans(due.layout):
+            return False  # its description landed since ``due`` was read; the next look has it
         log.warning(
             "document %s was cut into passages under other parameters; its vectors wait for "
             "`kpool reindex`",
@@ -479,7 +501,7 @@ def _add_vectors(pool: Pool, due: VectorsDue, stop: threading.Event | None) -> b
         )
         pool.vectors_refused.add(due.file_id)
         return False
-    texts = [passage_text(due.title, text, passage) for passage in passages]
+    texts = [indexed for _, indexed in passages]
     try:
         vectors = passage_vectors(pool.encoder, due.title, texts, stop=stop)
     except Exception:  # the model failing on one document must not stop the others
@@ -497,24 +519,41 @@ def reindex(pool: Pool, *, vector_workers: int = 1) -> int:
     cursor = None
     while True:
         docs, cursor = pool.store.list_documents(limit=200, cursor=cursor)
-        for doc in docs:
-            if doc.file_id is None:
-                continue
-            summary = summarise(pool, doc.title, pool.store.get_content(doc.id).text)
-            # A title changed meanwhile brought its own summary: keep it.
-            pool.store.update_summary(
-                file_id=doc.file_id,
-                terms=summary.terms,
-                length=summary.length,
-                passages=summary.passages,
-                title=doc.title,
-            )
-            count += 1
+        count += sum(_reindex_one(pool, doc.id) for doc in docs if doc.file_id is not None)
         if cursor is None:
             break
     pool.adopt_params()
     vectorise(pool, workers=vector_workers)
     return count
+
+
+def _reindex_one(pool: Pool, document_id: str) -> bool:
+    """Make one document's summary again under the configured parameters. A new version,
+    title or description that lands meanwhile (another process, on the old parameters
+    perhaps) makes it read the document again: the re-index is what adopts the parameters, so
+    it must have the last word."""
+    for _ in range(RETITLE_ATTEMPTS):
+        try:
+            doc = pool.store.get_document(document_id)
+        except DocumentNotFound:
+            return False  # deleted meanwhile
+        if doc.file_id is None:
+            return False
+        try:
+            content = pool.store.get_content(document_id)
+            summary = summarise(pool, doc.title, content.text, content.expansion)
+            if pool.store.update_summary(
+                file_id=doc.file_id,
+                terms=summary.terms,
+                length=summary.length,
+                passages=summary.passages,
+                title=doc.title,
+                expanded=bool(content.expansion),
+            ):
+                return True
+        except DocumentNotFound:
+            continue  # a new version replaced the one read, or it was deleted: read again
+    raise Conflict(f"document {document_id} kept changing while it was re-indexed; run it again")
 
 
 # -------------------------------------------------------------------------------- recovery

@@ -2,9 +2,10 @@
 
 ``Document`` is the stable identity users see; ``Summary`` is the BM25 summary of the version
 currently uploaded, keyed by its ``file_id``; ``Content`` keeps the original bytes and extracted
-text (uploaded files cannot be downloaded back). ``Change`` is an append-only log that every
-process applies to its in-memory index; ``UploadIntent`` and ``RetiredFile`` make uploads and
-remote deletions recoverable after a crash. Schema changes go through Alembic migrations
+text (uploaded files cannot be downloaded back), and the version's generated description if
+any. ``Change`` is an append-only log that every process applies to its in-memory index;
+``UploadIntent`` and ``RetiredFile`` make uploads and remote deletions recoverable after a
+crash. Schema changes go through Alembic migrations
 (``indexing/migrations``), never ``create_all``.
 """
 
@@ -131,6 +132,12 @@ class Content(SQLModel, table=True):
     original: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     text: str = Field(sa_column=Column(Text, nullable=False))
     page_spans: list[list[int]] | None = Field(default=None, sa_column=Column(JSON))
+    #: A generated description of this version and questions it answers
+    #: (``indexing.expansion``), indexed as one more passage; ``None`` until made.
+    expansion: str | None = Field(default=None, sa_column=Column(Text))
+    expansion_model: str | None = Field(default=None, max_length=100)
+    expansion_input_tokens: int = 0
+    expansion_output_tokens: int = 0
 
 
 class Change(SQLModel, table=True):

@@ -77,6 +77,8 @@ class Pool:
         self.params_mismatch: str | None = None
         #: Documents (by file id) whose vectors could not be computed (``ingest.vectorise``).
         self.vectors_refused: set[str] = set()
+        #: Documents (by file id) the describing model failed on (``expansion.expand``).
+        self.expansion_refused: set[str] = set()
         self._refresh_lock = threading.Lock()
 
     @classmethod

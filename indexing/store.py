@@ -186,6 +186,35 @@ class Retitled:
     terms: dict[str, int]
     length: int
     passages: PassageVectors
+    #: Whether the text came with a generated description (``indexing.expansion``).
+    expanded: bool = False
+
+
+@dataclass(frozen=True)
+class Expanded:
+    """A generated description of the version whose file is ``file_id`` and whose bytes hash
+    to ``content_hash``, with the summary made with it under ``title``."""
+
+    document_id: str
+    file_id: str
+    content_hash: str
+    title: str
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    terms: dict[str, int]
+    length: int
+    passages: PassageVectors
+
+
+@dataclass(frozen=True)
+class ExpansionDue:
+    """A document whose current version has no generated description yet."""
+
+    document_id: str
+    file_id: str
+    title: str
 
 
 @dataclass(frozen=True)
@@ -480,7 +509,10 @@ class Store:
             if title is not None and title != doc.title:
                 doc.title = title
                 summary = session.get(Summary, doc.file_id) if doc.file_id else None
-                if retitled is not None and retitled.file_id != doc.file_id:
+                if retitled is not None and (
+                    retitled.file_id != doc.file_id
+                    or retitled.expanded != self._expanded(session, document_id)
+                ):
                     raise SummaryOutdated(f"{document_id} moved on from {retitled.file_id}")
                 if summary is not None:
                     if retitled is not None:
@@ -556,10 +588,12 @@ class Store:
         length: int,
         passages: PassageVectors | None = None,
         title: str | None = None,
+        expanded: bool | None = None,
     ) -> bool:
         """Replace a summary in place (after a re-index) and log it for live indexes. With
-        ``title``, the one the summary was made under: only if the document still has it
-        (a new title brings its own summary); returns whether it was written."""
+        ``title``, the one the summary was made under, and ``expanded``, whether with a
+        generated description: only if the document still has that title and that
+        description (they bring their own summaries); returns whether it was written."""
         with self.writing() as session:
             summary = session.get(Summary, file_id)
             if summary is None:
@@ -568,6 +602,8 @@ class Store:
                 doc = session.get(Document, summary.document_id)
                 if doc is None or doc.title != title:
                     return False
+            if expanded is not None and expanded != self._expanded(session, summary.document_id):
+                return False
             summary.term_hashes, summary.term_counts = TermVector.from_counts(terms).to_bytes()
             summary.length = length
             for name, value in _passage_columns(passages).items():
@@ -575,6 +611,109 @@ class Store:
             session.add(summary)
             session.add(Change(op="upsert", document_id=summary.document_id, file_id=file_id))
             return True
+
+    @staticmethod
+    def _expanded(session: Session, document_id: str) -> bool:
+        """Whether the document's text has a (non-empty) generated description."""
+        contents = SQLModel.metadata.tables["contents"]
+        query = sa_select(contents.c.expansion).where(contents.c.document_id == document_id)
+        return bool(session.connection().execute(query).scalar())
+
+    def awaiting_expansion(
+        self, *, limit: int, after: str | None = None, descending: bool = False
+    ) -> list[ExpansionDue]:
+        """Documents whose current version has no generated description yet, in document id
+        order from ``after`` (descending: the other way; the partial index
+        ``ix_contents_unexpanded`` holds just them)."""
+        contents = SQLModel.metadata.tables["contents"]
+        docs = SQLModel.metadata.tables["documents"]
+        order = contents.c.document_id
+        query = (
+            sa_select(docs.c.id, docs.c.file_id, docs.c.title)
+            .join_from(contents, docs, docs.c.id == contents.c.document_id)
+            .where(contents.c.expansion.is_(None), docs.c.file_id.is_not(None))
+            .order_by(order.desc() if descending else order)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(order < after if descending else order > after)
+        with self.engine.connect() as connection:
+            return [
+                ExpansionDue(document_id=row[0], file_id=row[1], title=row[2])
+                for row in connection.execute(query)
+            ]
+
+    def add_expansion(self, expanded: Expanded) -> bool:
+        """Store a version's generated description and the summary made with it, only if the
+        document still has that version (``file_id``, ``content_hash``) and title and no
+        description yet; otherwise nothing is written and the answer is False. Its passages'
+        vectors are computed again (``indexing.ingest.vectorise``). Logged for live indexes."""
+        e = expanded
+        with self.writing() as session:
+            doc = session.get(Document, e.document_id)
+            content = session.get(Content, e.document_id)
+            summary = session.get(Summary, e.file_id)
+            current = (
+                doc is not None
+                and content is not None
+                and summary is not None
+                and doc.file_id == e.file_id
+                and doc.title == e.title
+                and content.content_hash == e.content_hash
+                and content.expansion is None
+            )
+            if not current:
+                return False
+            assert content is not None and summary is not None
+            content.expansion = e.text
+            content.expansion_model = e.model
+            content.expansion_input_tokens = e.input_tokens
+            content.expansion_output_tokens = e.output_tokens
+            summary.term_hashes, summary.term_counts = TermVector.from_counts(e.terms).to_bytes()
+            summary.length = e.length
+            for name, value in _passage_columns(e.passages).items():
+                setattr(summary, name, value)
+            session.add(content)
+            session.add(summary)
+            session.add(Change(op="upsert", document_id=e.document_id, file_id=e.file_id))
+            return True
+
+    def mark_undescribed(
+        self,
+        *,
+        document_id: str,
+        content_hash: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> bool:
+        """Record that the model would not describe this version of the document (an empty
+        description, with what asking cost), so that it is not asked again; only if the
+        document still has that version and no description. Routing is unchanged."""
+        contents = SQLModel.metadata.tables["contents"]
+        statement = (
+            update(contents)
+            .where(
+                contents.c.document_id == document_id,
+                contents.c.content_hash == content_hash,
+                contents.c.expansion.is_(None),
+            )
+            .values(
+                expansion="",
+                expansion_model=model,
+                expansion_input_tokens=input_tokens,
+                expansion_output_tokens=output_tokens,
+            )
+        )
+        with self.writing() as session:
+            return bool(session.connection().execute(statement).rowcount == 1)
+
+    def count_awaiting_expansion(self) -> int:
+        """Documents whose current version has no generated description yet."""
+        contents = SQLModel.metadata.tables["contents"]
+        query = sa_select(func.count()).select_from(contents).where(contents.c.expansion.is_(None))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def awaiting_vectors(
         self, *, limit: int, after: str | None = None, descending: bool = False

@@ -23,8 +23,14 @@ request per question (the script prints the mean tokens), and its figures are th
 they vary a little from run to run. ``--rerank --fake-anthropic`` sends those requests to the
 test server in ``tests/fakes`` instead, whose forced-tool reply keeps the local order: a dry
 run that measures the requests (tokens as the fake counts them, 4 characters each), not the
-model. ``--margins`` prints instead, for ``KPOOL_RERANK=uncertain``, the share of questions each
-margin would send to the model and how many of the Recall@1 misses are among them.
+model. With ``--expand``, more rows: the same methods over a second pool whose documents a
+small Claude model described first, as ``KPOOL_EXPAND`` does in the service
+(``indexing.expansion``): one request per document, whose mean tokens the script prints;
+``--expand --fake-anthropic`` measures those requests against the test server, whose plainest
+reply (the word "x") leaves each document a passage of little but its title: its rows show what
+an empty description costs, not what a real one gains. ``--margins`` prints instead, for
+``KPOOL_RERANK=uncertain``, the share of questions each margin would send to the model and how
+many of the Recall@1 misses are among them.
 
 Columns: Recall@1/3/10 and nDCG@10 over the answerable questions; abstention on the questions no
 document answers (``unanswerable.jsonl``, where the dataset has it) and on the answerable ones;
@@ -32,6 +38,7 @@ the median ``route`` time in this process, analyzer included; the index's arrays
 
 Example: python scripts/eval_routing.py [--datasets 18f-handbook-qa,scifact] [--json]
          python scripts/eval_routing.py --rerank [--fake-anthropic]
+         python scripts/eval_routing.py --expand [--fake-anthropic]
          python scripts/eval_routing.py --datasets 18f-handbook-qa --margins
 """
 
@@ -51,6 +58,7 @@ from indexing.errors import SemanticUnavailable
 from indexing.semantic import model_directory
 from service.ask import make_judge
 from service.evaluation import Method, build_pool, compare, load_dataset
+from service.expand import make_describer
 from service.rerank import uncertain
 from service.router import RoutingOptions, route
 from service.settings import Settings
@@ -93,7 +101,18 @@ def reranking(semantic: bool) -> dict[str, Method]:
     return {name: Method(settings.routing_options(), judge, settings.rerank_policy())}
 
 
-def measure(names: list[str], rerank: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+def described_settings(semantic: bool, home: Path) -> Settings:
+    """The service's settings with ``KPOOL_EXPAND`` on, configured from the environment."""
+    try:
+        return Settings(home=home, semantic=semantic, expand=True)
+    except ValidationError as exc:
+        problems = "; ".join(str(error["msg"]) for error in exc.errors())
+        raise SystemExit(f"--expand: {problems}") from None
+
+
+def measure(
+    names: list[str], rerank: bool = False, expand: bool = False
+) -> dict[str, dict[str, dict[str, Any]]]:
     """dataset → method → metrics, for the datasets present under ``../shared/data``."""
     semantic = semantic_available()
     methods: dict[str, RoutingOptions | Method] = dict(METHODS)
@@ -101,6 +120,11 @@ def measure(names: list[str], rerank: bool = False) -> dict[str, dict[str, dict[
         methods.update(SEMANTIC_METHODS)
     if rerank:
         methods.update(reranking(semantic))
+    described_methods = {
+        name: options
+        for name, options in {**METHODS, **(SEMANTIC_METHODS if semantic else {})}.items()
+        if name != "BM25, documents"
+    }
     results = {}
     for name in names:
         directory = common.DATA / name
@@ -111,6 +135,19 @@ def measure(names: list[str], rerank: bool = False) -> dict[str, dict[str, dict[
         with tempfile.TemporaryDirectory(prefix="kpool-eval-routing-") as home:
             settings = Settings(home=Path(home), semantic=semantic)
             metrics = compare(directory, methods, settings=settings)
+            if expand:
+                common.progress(f"{name}: describing every document and routing again ...")
+                described = described_settings(semantic, Path(home))
+                describer = make_describer(described)
+                assert describer is not None
+                try:
+                    with_descriptions = compare(
+                        directory, described_methods, settings=described, describer=describer
+                    )
+                finally:
+                    describer.client.close()
+                tag = f"described by {described.expand_model}"
+                metrics.update({f"{row}, {tag}": m for row, m in with_descriptions.items()})
         corpus_size = sum(1 for line in (directory / "corpus.jsonl").open() if line.strip())
         for row in metrics.values():
             row["bytes_per_document"] = round(row["index_bytes"] / corpus_size)
@@ -153,15 +190,18 @@ def uncertain_shares(name: str) -> list[dict[str, Any]]:
     ]
 
 
-def against_fake(names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``measure`` with reranking sent to the fake Anthropic server, run in this process."""
+def against_fake(
+    names: list[str], rerank: bool, expand: bool
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``measure`` with its model requests sent to the fake Anthropic server, run in this
+    process."""
     from tests.fakes.anthropic_server import FakeAnthropic, FakeAnthropicServer
 
     fake = FakeAnthropic()
     with FakeAnthropicServer(fake):
         os.environ["ANTHROPIC_API_KEY"] = fake.api_key
         os.environ["KPOOL_ANTHROPIC_BASE_URL"] = fake.base_url
-        return measure(names, rerank=True)
+        return measure(names, rerank=rerank, expand=expand)
 
 
 def render(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -202,7 +242,15 @@ def render(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         for method, m in methods.items()
         if (r := m.get("rerank"))
     ]
-    return "\n".join([common.table(headers, rows), *notes])
+    notes += [
+        f"{dataset}, {method}: {e['described']} documents described by {e['model']} "
+        f"({e['failed']} failed), {e['input_tokens_per_document']:.0f} input and "
+        f"{e['output_tokens_per_document']:.0f} output tokens per document"
+        for dataset, methods in results.items()
+        for method, m in methods.items()
+        if (e := m.get("expansion"))
+    ]
+    return "\n".join([common.table(headers, rows), *dict.fromkeys(notes)])
 
 
 def main() -> None:
@@ -213,9 +261,15 @@ def main() -> None:
         "--rerank", action="store_true", help="add the Claude-reranked row (API key needed)"
     )
     parser.add_argument(
+        "--expand",
+        action="store_true",
+        help="add rows over documents described by Claude first (API key needed)",
+    )
+    parser.add_argument(
         "--fake-anthropic",
         action="store_true",
-        help="with --rerank: ask the test server instead (measures the requests, not the model)",
+        help="with --rerank or --expand: ask the test server instead (measures the requests, "
+        "not the model)",
     )
     parser.add_argument(
         "--margins",
@@ -228,10 +282,10 @@ def main() -> None:
         shares = {name: uncertain_shares(name) for name in names}
         print(json.dumps(shares, indent=2))
         return
-    if args.rerank and args.fake_anthropic:
-        results = against_fake(names)
+    if (args.rerank or args.expand) and args.fake_anthropic:
+        results = against_fake(names, rerank=args.rerank, expand=args.expand)
     else:
-        results = measure(names, rerank=args.rerank)
+        results = measure(names, rerank=args.rerank, expand=args.expand)
     print(json.dumps(results, indent=2) if args.json else render(results))
 
 

@@ -5,9 +5,10 @@ first so a bad configuration is reported before the server starts). A background
 document changes made by other processes (a cron bulk ingest, another replica) every
 ``refresh_seconds`` and forgets conversations idle for ``conversation_days`` and audit entries
 older than ``audit_days``. With semantic routing on, another gives newly ingested documents
-their sentence vectors (``indexing.ingest.vectorise``), one at a time. One ``Limiter`` per app
-holds every caller's rate limit and token budget (tests may pass their own, with a clock of
-their own).
+their sentence vectors (``indexing.ingest.vectorise``), one at a time; with ``KPOOL_EXPAND``,
+another has a small model describe them (``indexing.expansion``). One ``Limiter`` per app holds
+every caller's rate limit and token budget (tests may pass their own, with a clock of their
+own).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from indexing.expansion import ExpandReport, expand
 from indexing.ingest import vectorise
 from indexing.models import utcnow
 from indexing.pool import Pool
@@ -29,6 +31,7 @@ from service.accounting import Accounting
 from service.ask import Answerer, make_answerer
 from service.audit import AuditLog
 from service.conversations import Conversations
+from service.expand import make_describer
 from service.keys import Keys
 from service.limits import Limiter
 from service.pool import open_pool
@@ -65,6 +68,8 @@ def create_app(
         loops = {"maintenance": _maintain}
         if app.state.pool.config.semantic:
             loops["vectors"] = _vectorise
+        if settings.expand:
+            loops["descriptions"] = _describe
         workers = [
             threading.Thread(
                 target=loop, args=(app.state.pool, settings, stop), name=name, daemon=True
@@ -132,6 +137,47 @@ def _vectorise(pool: Pool, settings: Settings, stop: threading.Event) -> None:
             log.info("gave %d documents their sentence vectors", done)
         elif stop.wait(settings.refresh_seconds):
             return
+
+
+#: Seconds the describing loop waits after the model was unreachable.
+OUTAGE_PAUSE_SECONDS = 60.0
+
+
+def _describe(pool: Pool, settings: Settings, stop: threading.Event) -> None:
+    """Describe documents that have no description yet (``KPOOL_EXPAND``), a few at a time;
+    when none is left, look again every ``refresh_seconds``, and after an outage wait
+    ``OUTAGE_PAUSE_SECONDS``. The refresh thread applies the new summaries like any change."""
+    describer = make_describer(settings)
+    assert describer is not None
+    try:
+        while not stop.is_set():
+            report = ExpandReport()
+            try:
+                if pool.params_mismatch is None:
+                    # From the other end of the queue than `kpool ingest`, so the two rarely
+                    # pay for the same document.
+                    report = expand(pool, describer, limit=8, workers=2, descending=True, stop=stop)
+            except Exception as exc:  # a database blip must not kill the loop
+                log.exception("could not describe documents")
+                report.interrupted = f"{type(exc).__name__}"
+            if report.described or report.failed:
+                log.info(
+                    "described %d documents, %d could not be (%d input, %d output tokens)",
+                    report.described,
+                    report.failed,
+                    report.input_tokens,
+                    report.output_tokens,
+                )
+            pause = settings.refresh_seconds
+            if report.interrupted:
+                log.warning("describing documents paused: %s", report.interrupted)
+                pause = max(pause, OUTAGE_PAUSE_SECONDS)
+            elif report.described:
+                continue  # more may be waiting
+            if stop.wait(pause):
+                return
+    finally:
+        describer.client.close()
 
 
 def _maintain(pool: Pool, settings: Settings, stop: threading.Event) -> None:

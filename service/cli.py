@@ -15,17 +15,22 @@ import click
 
 from indexing.bulk import BulkReport, bulk_ingest
 from indexing.errors import ConfigurationError, PoolError
+from indexing.expansion import ExpandReport, expand
 from indexing.filters import Condition, Filters
 from indexing.ingest import Outcome, delete_document, reindex, usable_cores, vectorise
 from indexing.models import Document
 from indexing.pool import Pool
 from indexing.reconcile import reconcile as reconcile_pool
+from service.expand import make_describer
 from service.filters import parse_assignments, parse_expressions
 from service.pool import make_backend, open_pool
 from service.router import route as route_question
 from service.settings import Settings, load_settings
 
 _T = TypeVar("_T")
+
+#: Describing requests in flight during ``kpool ingest`` (``KPOOL_EXPAND``).
+DESCRIBE_WORKERS = 4
 
 
 class _Group(click.Group):
@@ -174,6 +179,11 @@ def is_loopback(host: str) -> bool:
     is_flag=True,
     help="Leave the sentence vectors to a running server instead of computing them here.",
 )
+@click.option(
+    "--no-descriptions",
+    is_flag=True,
+    help="With KPOOL_EXPAND: leave describing the documents to a running server.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def ingest(
     paths: tuple[Path, ...],
@@ -185,6 +195,7 @@ def ingest(
     prune: bool,
     dry_run: bool,
     no_vectors: bool,
+    no_descriptions: bool,
     as_json: bool,
 ) -> None:
     """Add or update documents from files and folders; exits 1 if any file failed.
@@ -212,10 +223,51 @@ def ingest(
             _print_json(report.as_dict())
         else:
             _print_report(report)
+        if not dry_run and settings.expand and not no_descriptions:
+            _describe(pool, settings, quiet=as_json)
         if not dry_run and not no_vectors:
             _vectorise(pool, quiet=as_json)
     if not report.ok:
         sys.exit(1)
+
+
+def _describe(pool: Pool, settings: Settings, *, quiet: bool) -> None:
+    """With KPOOL_EXPAND on, have the documents that lack a description described before
+    exiting (these, and any a server has not got to yet). They already route by their own
+    words meanwhile, and a failure leaves them to a server or the next run."""
+    waiting = pool.store.count_awaiting_expansion()
+    if not waiting:
+        return
+    describer = make_describer(settings)
+    assert describer is not None
+    if not quiet:
+        click.echo(f"describing {waiting} documents with {describer.model} ...", err=True)
+
+    def show(report: ExpandReport) -> None:
+        click.echo(
+            f"described {report.described} documents "
+            f"({report.input_tokens} input, {report.output_tokens} output tokens)",
+            err=True,
+        )
+
+    try:
+        report = expand(pool, describer, workers=DESCRIBE_WORKERS, progress=None if quiet else show)
+    except Exception as exc:  # the ingest itself is committed; the descriptions can wait
+        report = ExpandReport(interrupted=str(exc))
+    finally:
+        describer.client.close()
+    if report.interrupted:
+        click.echo(
+            f"warning: stopped describing documents ({report.interrupted}); the rest route by "
+            "their own words until a server or the next `kpool ingest` describes them",
+            err=True,
+        )
+    if report.failed:
+        click.echo(
+            f"warning: {report.failed} documents could not be described (see the log); they "
+            "route by their own words",
+            err=True,
+        )
 
 
 def _vectorise(pool: Pool, *, quiet: bool) -> None:
@@ -434,14 +486,23 @@ def docs_list(
 @click.option("--text", "with_text", is_flag=True, help="Also print the extracted text.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def docs_show(document_id: str, with_text: bool, as_json: bool) -> None:
-    """Show one document's metadata (and, with --text, its extracted text).
+    """Show one document's metadata, its generated description if it has one (KPOOL_EXPAND;
+    empty when the model would not describe it) and, with --text, its extracted text.
 
     Example: kpool docs show doc_0123456789abcdef0123
     """
     with _pool() as pool:
         doc = pool.store.get_document(document_id)
-        text = pool.store.get_content(document_id).text if with_text else None
+        content = pool.store.get_content(document_id)
     data = _doc_dict(doc)
+    if content.expansion is not None:  # KPOOL_EXPAND: what routing reads beside the text
+        data["description"] = {
+            "text": content.expansion,
+            "model": content.expansion_model,
+            "input_tokens": content.expansion_input_tokens,
+            "output_tokens": content.expansion_output_tokens,
+        }
+    text = content.text if with_text else None
     if text is not None:
         data["text"] = text
     if as_json:
@@ -532,7 +593,8 @@ def reindex_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def eval_command(dataset_dir: Path, split: str, cutoffs: str, as_json: bool) -> None:
     """Measure routing on a BEIR-layout dataset in a throwaway local pool (reranked by
-    Claude too when KPOOL_RERANK is set, which costs one small request a question).
+    Claude too when KPOOL_RERANK is set, which costs one small request a question; its
+    documents described by Claude first when KPOOL_EXPAND is set, one request a document).
 
     Example: kpool eval ../shared/data/scifact --json
     """
@@ -540,13 +602,19 @@ def eval_command(dataset_dir: Path, split: str, cutoffs: str, as_json: bool) -> 
     from service.evaluation import evaluate, parse_cutoffs
 
     settings = _settings()
-    metrics = evaluate(
-        dataset_dir,
-        split=split,
-        cutoffs=parse_cutoffs(cutoffs),
-        settings=settings,
-        judge=make_judge(settings),
-    )
+    describer = make_describer(settings)
+    try:
+        metrics = evaluate(
+            dataset_dir,
+            split=split,
+            cutoffs=parse_cutoffs(cutoffs),
+            settings=settings,
+            judge=make_judge(settings),
+            describer=describer,
+        )
+    finally:
+        if describer is not None:
+            describer.client.close()
     if as_json:
         click.echo(json.dumps(metrics))
         return

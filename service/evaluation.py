@@ -13,7 +13,9 @@ call, analyzer included, in this process; ``index_bytes``: the index's arrays.
 A method may rerank with a model (``Method.judge``, ``KPOOL_RERANK``): the first
 ``KPOOL_RERANK_CANDIDATES`` routed documents go to it as the service would send them, the rest
 keep their places behind, and ``rerank`` reports how many questions it judged and the mean
-tokens each used (``route_ms_p50`` stays the local routing's).
+tokens each used (``route_ms_p50`` stays the local routing's). A pool may be built with its
+documents described by a model (``KPOOL_EXPAND``), and ``expansion`` then reports the tokens
+that cost per document.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from indexing.errors import InvalidInput
+from indexing.errors import InvalidInput, PoolError
+from indexing.expansion import Describer, ExpandReport, expand
 from indexing.files import LocalFilesBackend
 from indexing.ingest import IngestRequest, ingest, usable_cores, vectorise
 from indexing.pool import Pool
@@ -41,6 +44,8 @@ from service.settings import Settings
 
 NDCG_DEPTH = 10
 MRR_DEPTH = 10
+#: Documents described at a time when a pool is built with a describer (requests in flight).
+EXPAND_WORKERS = 4
 
 
 def parse_cutoffs(text: str) -> list[int]:
@@ -155,9 +160,16 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def build_pool(
-    corpus: list[dict[str, str]], settings: Settings, home: Path
+    corpus: list[dict[str, str]],
+    settings: Settings,
+    home: Path,
+    *,
+    describer: Describer | None = None,
+    described: ExpandReport | None = None,
 ) -> tuple[Pool, dict[str, list[str]]]:
-    """Ingest the corpus into a fresh pool; returns it and document id → corpus ids."""
+    """Ingest the corpus into a fresh pool; returns it and document id → corpus ids. With
+    ``describer``, every document is described as ``KPOOL_EXPAND`` does, and what that did
+    and cost is added to ``described``."""
     config = replace(settings.pool_config(), data_dir=home, database_url=None)
     pool = Pool.open(config, LocalFilesBackend(home / "files"), load_index=False)
     requests = [
@@ -175,6 +187,13 @@ def build_pool(
     for outcome in outcomes:
         if outcome.document_id is not None:
             corpus_ids.setdefault(outcome.document_id, []).append(outcome.source)
+    if describer is not None:
+        report = expand(pool, describer, workers=EXPAND_WORKERS)
+        if report.interrupted:
+            pool.close()
+            raise PoolError(f"could not describe the documents: {report.interrupted}")
+        if described is not None:
+            described.add(report)
     vectorise(pool, workers=usable_cores())
     pool.load_index()
     return pool, corpus_ids
@@ -188,12 +207,16 @@ def evaluate(
     settings: Settings,
     options: RoutingOptions | None = None,
     judge: Judge | None = None,
+    describer: Describer | None = None,
 ) -> dict[str, Any]:
     """The metrics of routing as configured (or with ``options``) on a dataset; ``judge``
-    reranks as ``KPOOL_RERANK`` says."""
+    reranks as ``KPOOL_RERANK`` says, ``describer`` describes the documents as
+    ``KPOOL_EXPAND`` does."""
     policy = settings.rerank_policy() if judge is not None else RerankPolicy()
     methods = {"configured": Method(options or settings.routing_options(), judge, policy)}
-    results = compare(directory, methods, split=split, cutoffs=cutoffs, settings=settings)
+    results = compare(
+        directory, methods, split=split, cutoffs=cutoffs, settings=settings, describer=describer
+    )
     return results["configured"]
 
 
@@ -204,18 +227,35 @@ def compare(
     split: str = "test",
     cutoffs: Sequence[int] = (1, 3, 10),
     settings: Settings,
+    describer: Describer | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The metrics of several ways of routing, over one pool built once: method → metrics."""
+    """The metrics of several ways of routing, over one pool built once: method → metrics.
+    With ``describer``, the pool's documents are described first (``KPOOL_EXPAND``), and
+    each row says what that cost per document."""
     dataset = load_dataset(directory, split)
+    described = ExpandReport()
     with tempfile.TemporaryDirectory(prefix="kpool-eval-") as tmp:
-        pool, corpus_ids = build_pool(dataset.corpus, settings, Path(tmp))
+        pool, corpus_ids = build_pool(
+            dataset.corpus, settings, Path(tmp), describer=describer, described=described
+        )
         try:
-            return {
+            results = {
                 name: _measure(pool, dataset, corpus_ids, _method(method), cutoffs)
                 for name, method in methods.items()
             }
         finally:
             pool.close()
+    if describer is not None:
+        documents = max(1, len(dataset.corpus))
+        for metrics in results.values():
+            metrics["expansion"] = {
+                "model": describer.model,
+                "described": described.described,
+                "failed": described.failed,
+                "input_tokens_per_document": round(described.input_tokens / documents, 1),
+                "output_tokens_per_document": round(described.output_tokens / documents, 1),
+            }
+    return results
 
 
 def _method(method: RoutingOptions | Method) -> Method:

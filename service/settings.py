@@ -129,6 +129,15 @@ class Settings(BaseSettings):
         default=True,
         description="Route nothing when the reranking model finds no candidate answers.",
     )
+    expand: bool = Field(
+        default=False,
+        description="Describe each document once with a small Claude model (API key only): a "
+        "few sentences and the questions it answers, indexed with it so questions in other "
+        "words find it. One request per document version, after it is stored.",
+    )
+    expand_model: str = Field(
+        default="claude-haiku-5-5", max_length=100, description="Model that describes."
+    )
     passage_window: int = Field(default=300, ge=1, description="Words per passage window.")
     passage_stride: int = Field(default=150, ge=1, description="Words between window starts.")
     bm25_variant: str = Field(default="lucene", description="lucene or okapi.")
@@ -223,6 +232,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KPOOL_RERANK={self.rerank} asks Claude, which needs ANTHROPIC_API_KEY and the "
                 "anthropic files backend; set the key, or KPOOL_RERANK=off"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _expand_has_key(self) -> Settings:
+        if self.expand and self.backend_name != "anthropic":
+            raise ValueError(
+                "KPOOL_EXPAND asks Claude, which needs ANTHROPIC_API_KEY and the anthropic files "
+                "backend; set the key, or KPOOL_EXPAND=0"
             )
         return self
 

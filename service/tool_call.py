@@ -58,7 +58,9 @@ def forced_call(
         )
         blocks = [b for b in message.content if b.type == "tool_use" and b.name == name]
     except (AttributeError, TypeError, ValueError) as exc:  # not a Message (a proxy's page)
-        raise ToolCallFailed(f"the reply is not a message ({type(exc).__name__})") from exc
+        raise ToolCallFailed(
+            f"the reply is not a message ({type(exc).__name__})", passing=True
+        ) from exc
     if not blocks:
         raise ToolCallFailed(f"the model did not call {name} (stop: {message.stop_reason})", usage)
     return blocks[0].input, usage

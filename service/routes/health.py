@@ -41,17 +41,21 @@ def readyz(pool: PoolDep, settings: SettingsDep) -> dict[str, Any] | JSONRespons
         checks["files_backend"] = "ok"
     except PoolError as exc:
         checks["files_backend"] = f"unavailable: {exc}"
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if all(v == "ok" for v in checks.values()) else "unavailable",
         "checks": checks,
         "documents": documents,
         "indexed": len(pool.index),
         "backend": settings.backend_name,
     }
-    if pool.config.semantic and checks["store"] == "ok":
-        # Routed by their words until the background thread gives them their vectors.
+    if checks["store"] == "ok":
         try:
-            body["awaiting_vectors"] = pool.store.count_awaiting_vectors()
+            if pool.config.semantic:
+                # Routed by their words until the background thread gives them their vectors.
+                body["awaiting_vectors"] = pool.store.count_awaiting_vectors()
+            if settings.expand:
+                # Routed by their own words until the model has described them.
+                body["awaiting_descriptions"] = pool.store.count_awaiting_expansion()
         except Exception as exc:  # as for the store check above
             checks["store"] = f"unavailable: {type(exc).__name__}"
             body["status"] = "unavailable"
