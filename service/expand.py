@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from indexing.expansion import DescribeFailed, Description, FailureKind
 from indexing.filenames import clean_title
-from service.tool_call import ToolCallFailed, forced_call, quoted
+from service.tool_call import ToolCallFailed, forced_call, forced_request, quoted
 
 if TYPE_CHECKING:
     import anthropic
@@ -108,14 +108,13 @@ class ClaudeDescriber:
 
     def request(self, title: str, text: str) -> dict[str, Any]:
         """The Messages request body for one document."""
-        return {
-            "model": self.model,
-            "max_tokens": self.max_tokens,
-            "system": SYSTEM_PROMPT,
-            "tools": [TOOL],
-            "tool_choice": {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
-            "messages": [{"role": "user", "content": prompt(title, text)}],
-        }
+        return forced_request(
+            model=self.model,
+            max_tokens=self.max_tokens,
+            system=SYSTEM_PROMPT,
+            tool=TOOL,
+            content=prompt(title, text),
+        )
 
 
 def _kind(exc: ToolCallFailed) -> FailureKind:

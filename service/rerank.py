@@ -34,7 +34,7 @@ from indexing.index import within_budget as take_within_budget
 from indexing.pool import Pool
 from service.answer import Usage
 from service.router import Route, RoutedDocument
-from service.tool_call import ToolCallFailed, forced_call, quoted
+from service.tool_call import ToolCallFailed, forced_call, forced_request, quoted
 
 if TYPE_CHECKING:  # the SDK takes a second to import: settings import this module
     import anthropic
@@ -182,14 +182,13 @@ class ClaudeJudge:
         self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
     ) -> dict[str, Any]:
         """The Messages request body for one question and its candidates."""
-        return {
-            "model": self.model,
-            "max_tokens": self.max_tokens,
-            "system": SYSTEM_PROMPT,
-            "tools": [TOOL],
-            "tool_choice": {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
-            "messages": [{"role": "user", "content": prompt(question, candidates, earlier)}],
-        }
+        return forced_request(
+            model=self.model,
+            max_tokens=self.max_tokens,
+            system=SYSTEM_PROMPT,
+            tool=TOOL,
+            content=prompt(question, candidates, earlier),
+        )
 
 
 def prompt(question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()) -> str:

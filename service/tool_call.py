@@ -42,6 +42,20 @@ class ToolCallFailed(Exception):
         self.status = status
 
 
+def forced_request(
+    *, model: str, max_tokens: int, system: str, tool: dict[str, Any], content: str
+) -> dict[str, Any]:
+    """A Messages request body of one user turn whose reply must be one call of ``tool``."""
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": system,
+        "tools": [tool],
+        "tool_choice": {"type": "tool", "name": tool["name"], "disable_parallel_tool_use": True},
+        "messages": [{"role": "user", "content": content}],
+    }
+
+
 def forced_call(
     client: anthropic.Anthropic, body: dict[str, Any], *, attempts: int, what: str
 ) -> tuple[object, Usage]:

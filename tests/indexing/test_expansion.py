@@ -189,7 +189,7 @@ def test_the_store_refuses_a_stale_or_second_description(pool: Pool) -> None:
     assert pool.store.get_content(ids["Parking"]).expansion == "Where to park."
 
 
-def test_a_retitle_or_reindex_read_before_a_description_landed_does_not_drop_it(
+def test_a_retitle_or_reindex_read_before_a_description_landed_writes_nothing(
     pool: Pool,
 ) -> None:
     ids = ingest_all(pool)
@@ -198,8 +198,8 @@ def test_a_retitle_or_reindex_read_before_a_description_landed_does_not_drop_it(
     file_id = pool.store.get_document(doc_id).file_id
     assert file_id is not None
     undescribed = summarise(pool, "Animals at work", content.text)
+    retitled = summarise(pool, "Office animals", content.text)
     expand(pool, Describer({"Animals at work": DOG_DESCRIPTION}))
-    # a re-index that read the text before the description landed writes nothing
     assert not pool.store.update_summary(
         file_id=file_id,
         terms=undescribed.terms,
@@ -208,8 +208,17 @@ def test_a_retitle_or_reindex_read_before_a_description_landed_does_not_drop_it(
         title="Animals at work",
         expanded=False,
     )
+    stale = Retitled(file_id, retitled.terms, retitled.length, retitled.passages, expanded=False)
+    with pytest.raises(SummaryOutdated):
+        pool.store.update_metadata(
+            document_id=doc_id, title="Office animals", retitled=stale, title_was="Animals at work"
+        )
     pool.refresh()
     assert titles(pool, "what about my dog?")[0] == "Animals at work"
+    # through ingest, which reads again, the new title keeps the description
+    update_metadata(pool, document_id=doc_id, title="Office animals")
+    pool.refresh()
+    assert titles(pool, "what about my dog?")[0] == "Office animals"
 
 
 def test_a_document_the_model_cannot_describe_is_left_out_and_holds_up_no_other(
@@ -308,28 +317,6 @@ def test_the_server_and_ingest_walk_the_queue_from_opposite_ends(pool: Pool) -> 
     assert descending == list(reversed(ascending)) and ascending == sorted(ascending)
     (last,) = pool.store.awaiting_expansion(limit=1, after=descending[0], descending=True)
     assert last.document_id == ascending[0]
-
-
-def test_a_retitle_read_before_a_description_landed_is_made_again(pool: Pool) -> None:
-    ids = ingest_all(pool)
-    doc_id = ids["Animals at work"]
-    content = pool.store.get_content(doc_id)
-    file_id = pool.store.get_document(doc_id).file_id
-    assert file_id is not None
-    stale = summarise(pool, "Office animals", content.text)
-    expand(pool, Describer({"Animals at work": DOG_DESCRIPTION}))
-    retitled = Retitled(file_id, stale.terms, stale.length, stale.passages, expanded=False)
-    with pytest.raises(SummaryOutdated):
-        pool.store.update_metadata(
-            document_id=doc_id,
-            title="Office animals",
-            retitled=retitled,
-            title_was="Animals at work",
-        )
-    # through ingest, which reads again, the new title keeps the description
-    update_metadata(pool, document_id=doc_id, title="Office animals")
-    pool.refresh()
-    assert titles(pool, "what about my dog?")[0] == "Office animals"
 
 
 def test_a_description_landing_during_a_reindex_is_kept(

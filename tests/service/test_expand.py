@@ -183,6 +183,23 @@ def test_no_describer_unless_asked(claude_settings: Settings) -> None:
 # ------------------------------------------------------------------------------ end to end
 
 
+def one_policy(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "parking.md").write_text("# Parking\nStaff park in lot A.\n")
+    return corpus
+
+
+def expanding(home: Path, fake: FakeAnthropic) -> dict[str, str]:
+    """The environment of a ``kpool`` command with ``KPOOL_EXPAND`` on, against the fake."""
+    return {
+        "KPOOL_HOME": str(home),
+        "ANTHROPIC_API_KEY": fake.api_key,
+        "KPOOL_ANTHROPIC_BASE_URL": fake.base_url,
+        "KPOOL_EXPAND": "1",
+    }
+
+
 def test_the_server_describes_its_documents_in_the_background(
     claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
 ) -> None:
@@ -246,12 +263,7 @@ def test_ingest_describes_before_it_exits(tmp_path: Path, fake_anthropic: FakeAn
         times=None,
     )
     home = tmp_path / "home"
-    env = {
-        "KPOOL_HOME": str(home),
-        "ANTHROPIC_API_KEY": fake_anthropic.api_key,
-        "KPOOL_ANTHROPIC_BASE_URL": fake_anthropic.base_url,
-        "KPOOL_EXPAND": "1",
-    }
+    env = expanding(home, fake_anthropic)
     result = CliRunner().invoke(main, ["ingest", str(corpus)], env=env)
     assert result.exit_code == 0, result.output
     assert "describing 2 documents with claude-haiku-5-5" in result.stderr
@@ -280,16 +292,9 @@ def test_ingest_describes_before_it_exits(tmp_path: Path, fake_anthropic: FakeAn
 def test_ingest_can_leave_the_descriptions_to_the_server(
     tmp_path: Path, fake_anthropic: FakeAnthropic
 ) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "parking.md").write_text("# Parking\nStaff park in lot A.\n")
+    corpus = one_policy(tmp_path)
     home = tmp_path / "home"
-    env = {
-        "KPOOL_HOME": str(home),
-        "ANTHROPIC_API_KEY": fake_anthropic.api_key,
-        "KPOOL_ANTHROPIC_BASE_URL": fake_anthropic.base_url,
-        "KPOOL_EXPAND": "1",
-    }
+    env = expanding(home, fake_anthropic)
     result = CliRunner().invoke(main, ["ingest", str(corpus), "--no-descriptions"], env=env)
     assert result.exit_code == 0, result.output
     assert not fake_anthropic.requests_to("POST", "/v1/messages")
@@ -303,17 +308,10 @@ def test_ingest_can_leave_the_descriptions_to_the_server(
 def test_ingest_reports_an_outage_and_keeps_what_it_ingested(
     tmp_path: Path, fake_anthropic: FakeAnthropic
 ) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "parking.md").write_text("# Parking\nStaff park in lot A.\n")
+    corpus = one_policy(tmp_path)
     fake_anthropic.fail_next(1000, 529, path_prefix="/v1/messages")
     home = tmp_path / "home"
-    env = {
-        "KPOOL_HOME": str(home),
-        "ANTHROPIC_API_KEY": fake_anthropic.api_key,
-        "KPOOL_ANTHROPIC_BASE_URL": fake_anthropic.base_url,
-        "KPOOL_EXPAND": "1",
-    }
+    env = expanding(home, fake_anthropic)
     result = CliRunner().invoke(main, ["ingest", str(corpus)], env=env)
     assert result.exit_code == 0, result.output
     assert "stopped describing documents" in result.stderr and "HTTP 529" in result.stderr
@@ -337,12 +335,7 @@ def test_eval_describes_its_pool_and_reports_the_cost(
     (dataset / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
     (dataset / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "holiday days?"}))
     (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
-    env = {
-        "KPOOL_HOME": str(tmp_path / "home"),
-        "ANTHROPIC_API_KEY": fake_anthropic.api_key,
-        "KPOOL_ANTHROPIC_BASE_URL": fake_anthropic.base_url,
-        "KPOOL_EXPAND": "1",
-    }
+    env = expanding(tmp_path / "home", fake_anthropic)
     result = CliRunner().invoke(main, ["eval", str(dataset), "--json"], env=env)
     assert result.exit_code == 0, result.output
     expansion = json.loads(result.stdout)["expansion"]
