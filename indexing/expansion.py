@@ -100,6 +100,8 @@ class ExpandReport:
     interrupted: str | None = None
     #: The last failure's reason, logged with a pause.
     last_failure: str | None = None
+    #: Failures in a row at the run's end, for the next run to go on counting from.
+    streak: int = 0
 
     @property
     def handled(self) -> int:
@@ -124,20 +126,22 @@ def expand(
     descending: bool = False,
     stop: threading.Event | None = None,
     progress: Callable[[ExpandReport], None] | None = None,
+    streak: int = 0,
 ) -> ExpandReport:
     """Describe the documents that have no description yet: at most ``limit`` of them (all by
     default), ``workers`` requests at a time, in document id order (``descending``: from the
     other end, so that a server and ``kpool ingest`` at work meet in the middle), until
     ``stop`` is set or the run is interrupted (``ExpandReport.interrupted``): by an outage, or
-    by ``FAILURES_BEFORE_PAUSE`` failures in a row. No request starts after either. ``progress``
-    is called after each batch with the running totals.
+    by ``FAILURES_BEFORE_PAUSE`` failures in a row, counted on from ``streak`` (the previous
+    run's ``ExpandReport.streak``: a loop that goes on after a pause stops again at the next
+    failure). No request starts after either. ``progress`` is called after each batch with the
+    running totals.
 
     A description is stored only if the document kept its version and title meanwhile
     (``Store.add_expansion``)."""
     report = ExpandReport()
     halt = threading.Event()
     counting = threading.Lock()
-    streak = 0
     after = None
 
     def one(due: ExpansionDue) -> ExpandReport:
@@ -170,6 +174,7 @@ def expand(
                 report.add(outcome)
             if progress is not None:
                 progress(report)
+    report.streak = streak
     return report
 
 

@@ -139,27 +139,42 @@ def _vectorise(pool: Pool, settings: Settings, stop: threading.Event) -> None:
             return
 
 
-#: Seconds the describing loop waits after the model was unreachable.
+#: Seconds the describing loop waits after a run that stopped early, doubled after each further
+#: run that stops the same way, up to ``LONGEST_PAUSE_SECONDS``.
 OUTAGE_PAUSE_SECONDS = 60.0
+LONGEST_PAUSE_SECONDS = 3600.0
 
 
 def _describe(pool: Pool, settings: Settings, stop: threading.Event) -> None:
     """Describe documents that have no description yet (``KPOOL_EXPAND``), a few at a time;
-    when none is left, look again every ``refresh_seconds``, and after an outage wait
-    ``OUTAGE_PAUSE_SECONDS``. The refresh thread applies the new summaries like any change."""
+    when none is left, look again every ``refresh_seconds``. A run that stops early (an outage,
+    failures in a row) is followed by a pause of ``OUTAGE_PAUSE_SECONDS``, doubled while runs
+    keep stopping, and failures in a row are counted on across runs: an account that refuses
+    every request costs one request a pause, not one a document. The refresh thread applies
+    the new summaries like any change."""
     describer = make_describer(settings)
     assert describer is not None
+    streak, stopped_runs = 0, 0
     try:
         while not stop.is_set():
-            report = ExpandReport()
+            report = ExpandReport(streak=streak)
             try:
                 if pool.params_mismatch is None:
                     # From the other end of the queue than `kpool ingest`, so the two rarely
                     # pay for the same document.
-                    report = expand(pool, describer, limit=8, workers=2, descending=True, stop=stop)
+                    report = expand(
+                        pool,
+                        describer,
+                        limit=8,
+                        workers=2,
+                        descending=True,
+                        stop=stop,
+                        streak=streak,
+                    )
             except Exception as exc:  # a database blip must not kill the loop
                 log.exception("could not describe documents")
-                report.interrupted = f"{type(exc).__name__}"
+                report.interrupted = type(exc).__name__
+            streak = report.streak
             if report.described or report.failed:
                 log.info(
                     "described %d documents, %d could not be (%d input, %d output tokens)",
@@ -168,10 +183,12 @@ def _describe(pool: Pool, settings: Settings, stop: threading.Event) -> None:
                     report.input_tokens,
                     report.output_tokens,
                 )
+            stopped_runs = stopped_runs + 1 if report.interrupted else 0
             pause = settings.refresh_seconds
             if report.interrupted:
-                log.warning("describing documents paused: %s", report.interrupted)
-                pause = max(pause, OUTAGE_PAUSE_SECONDS)
+                backoff = OUTAGE_PAUSE_SECONDS * 2 ** min(stopped_runs - 1, 16)
+                pause = max(pause, min(backoff, LONGEST_PAUSE_SECONDS))
+                log.warning("describing documents paused for %.0f s: %s", pause, report.interrupted)
             elif report.described:
                 continue  # more may be waiting
             if stop.wait(pause):

@@ -91,9 +91,11 @@ def _send(
         try:
             return client.messages.create(**body)
         except (anthropic.APIError, httpx2.HTTPError) as exc:
-            passing = _passing(exc)
-            if attempt == attempts or not passing:
-                status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
+            status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
+            if attempt == attempts or not _passing(exc):
+                # A failure with no HTTP status (a connection, a malformed response from a
+                # proxy) says nothing against the request itself: it may pass later.
+                passing = status is None or _passing(exc)
                 detail = type(exc).__name__ + ("" if status is None else f", HTTP {status}")
                 raise ToolCallFailed(
                     f"the {what} request failed ({detail})", passing=passing, status=status

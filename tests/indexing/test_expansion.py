@@ -151,7 +151,8 @@ def test_a_description_is_never_stored_over_a_document_that_changed(pool: Pool) 
             update_metadata(pool, document_id=ids["Parking"], title="Car parks")
 
     describer.meanwhile = retitle_parking
-    assert expand(pool, describer).described == 1  # the retitled one was dropped
+    report = expand(pool, describer)
+    assert (report.described, report.lost) == (1, 1)  # the retitled one was dropped
     (due,) = pool.store.awaiting_expansion(limit=10)
     assert due.title == "Car parks"
     describer.meanwhile = None
@@ -187,6 +188,30 @@ def test_the_store_refuses_a_stale_or_second_description(pool: Pool) -> None:
     assert pool.store.add_expansion(expanded())
     assert not pool.store.add_expansion(expanded(text="Something else."))
     assert pool.store.get_content(ids["Parking"]).expansion == "Where to park."
+    # nor is a described version marked as not described, nor another version
+    mark = {"model": "m", "input_tokens": 1, "output_tokens": 0}
+    assert not pool.store.mark_undescribed(
+        document_id=ids["Parking"], content_hash=content.content_hash, **mark
+    )
+    other = pool.store.get_content(ids["Animals at work"])
+    assert not pool.store.mark_undescribed(
+        document_id=other.document_id, content_hash="0" * 64, **mark
+    )
+    assert pool.store.mark_undescribed(
+        document_id=other.document_id, content_hash=other.content_hash, **mark
+    )
+    # and a marked version takes no description later
+    animals = pool.store.get_document(ids["Animals at work"])
+    assert animals.file_id is not None
+    assert not pool.store.add_expansion(
+        expanded(
+            document_id=animals.id,
+            file_id=animals.file_id,
+            content_hash=other.content_hash,
+            title=animals.title,
+        )
+    )
+    assert pool.store.get_content(ids["Animals at work"]).expansion == ""
 
 
 def test_a_retitle_or_reindex_read_before_a_description_landed_writes_nothing(
@@ -292,6 +317,23 @@ def test_failures_in_a_row_stop_the_run_as_an_outage_would(pool: Pool) -> None:
     assert report.failed == 3 and report.interrupted is not None
     assert "3 documents in a row" in report.interrupted and "HTTP 400: credit" in report.interrupted
     assert len(describer.read) == 3  # not a request per document
+    # a loop that goes on after its pause counts on, and stops again at the next failure
+    again = expand(pool, describer, workers=1, streak=report.streak)
+    assert again.failed == 1 and again.interrupted is not None and again.streak == 4
+    assert len(describer.read) == 4
+
+
+def test_a_success_between_failures_starts_the_count_again(pool: Pool) -> None:
+    for n in range(6):
+        text = f"Policy number {n} on parking."
+        ingest(pool, IngestRequest(source=f"p{n}", data=text.encode(), filename="a.txt"))
+    order = [d.title for d in pool.store.awaiting_expansion(limit=10)]
+    describer = Describer()
+    for title in order[:2] + order[3:5]:  # fail, fail, describe, fail, fail, describe
+        describer.failures[title] = DescribeFailed("HTTP 400", kind="request")
+    report = expand(pool, describer, workers=1)
+    assert (report.described, report.failed, report.interrupted) == (2, 4, None)
+    assert report.streak == 0
 
 
 def test_a_description_that_cannot_be_stored_is_not_paid_for_again(

@@ -125,7 +125,10 @@ def test_the_fakes_own_forced_reply_is_a_usable_description(
         (429, "outage"),
         (401, "outage"),  # the account's problems fail every document alike
         (402, "outage"),
+        (403, "outage"),
         (404, "outage"),  # a model name that does not exist
+        (408, "outage"),
+        (500, "outage"),
         (400, "request"),  # this request was refused
         (413, "request"),
         (None, "reply"),  # the model refused: it read the document and would not describe it
@@ -149,7 +152,19 @@ def test_each_failure_says_what_the_loop_should_do(
     # a reply that came back was paid for, usable or not
     assert (failed.value.input_tokens > 0) == (status is None)
     asked = len(fake_anthropic.requests_to("POST", "/v1/messages"))
-    assert asked == (2 if status in (429, 529) else 1)
+    assert asked == (2 if status in (429, 500, 529) else 1)
+
+
+def test_an_unreachable_api_is_an_outage() -> None:
+    closed = anthropic.Anthropic(
+        api_key="sk-ant-none", base_url="http://127.0.0.1:9", max_retries=0, timeout=2.0
+    )
+    try:
+        with pytest.raises(DescribeFailed) as failed:
+            ClaudeDescriber(closed, model="m", attempts=1).describe("T", "text")
+    finally:
+        closed.close()
+    assert failed.value.kind == "outage" and "APIConnectionError" in str(failed.value)
 
 
 def test_an_unusable_tool_input_is_the_replys_failure(
@@ -250,6 +265,31 @@ def test_an_outage_pauses_the_background_loop(
     # not walked one by one, and none is held against its document
     assert 1 <= asked <= 4 < 2 * documents
     assert not claude_pool.expansion_refused
+
+
+def test_failures_in_a_row_pause_the_background_loop(
+    claude_settings: Settings,
+    claude_pool: Pool,
+    fake_anthropic: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = claude_settings.model_copy(update={"expand": True})
+    fake_anthropic.fail_next(1000, 400, path_prefix="/v1/messages")  # the account's, in fact
+    with TestClient(create_app(settings, pool=claude_pool)) as client:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+        while "describing documents paused" not in caplog.text:
+            assert time.monotonic() < deadline, "the loop never paused"
+            time.sleep(0.05)
+        asked = len(fake_anthropic.requests_to("POST", "/v1/messages"))
+        time.sleep(0.3)  # several refresh periods, within the pause
+        assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == asked
+        assert client.get("/readyz").json()["awaiting_descriptions"] == 5
+    assert "3 documents in a row could not be described" in caplog.text
+    assert 3 <= asked <= 4  # the third failure stopped the run; one more may have been in flight
+
+
+def test_readyz_counts_no_descriptions_unless_expanding(claude: TestClient) -> None:
+    assert "awaiting_descriptions" not in claude.get("/readyz").json()
 
 
 def test_ingest_describes_before_it_exits(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
