@@ -988,25 +988,27 @@ class InvertedIndex:
         self, slot: int, passage_scores: FloatArray | None, similarities: F32Array | None = None
     ) -> int | None:
         """The passage of this document's text that scored best, if any scored; failing that,
-        the one closest in meaning. A generated description (an empty span after the text,
-        ``indexing.ingest.indexed_passages``) scores like any passage but is never the one
-        reported: it is no part of the text to show or quote."""
+        the one closest in meaning. A generated description (the last passage, an empty span
+        after the text, ``indexing.ingest.indexed_passages``) scores like any passage but is
+        never the one reported: it is no part of the text to show or quote."""
         passages = self._doc_passages[slot]
         if passages is None or not passages.count:
             return None
-        window = slice(passages.first, passages.first + passages.count)
-        spans = self._spans.view().reshape(-1, 2)[window]
-        in_text = spans[:, 1] > spans[:, 0]
-        if not in_text.any():
-            return None
+        count = passages.count
+        last = 2 * (passages.first + count - 1)
+        spans = self._spans.data
+        if spans[last + 1] <= spans[last]:  # the last passage is a description (or no words)
+            count -= 1
+            if not count:
+                return None
+        window = slice(passages.first, passages.first + count)
         if passage_scores is not None:
-            own = np.where(in_text, passage_scores[window], 0.0)
+            own = passage_scores[window]
             best = int(np.argmax(own))
             if own[best] > 0:
                 return passages.first + best
         if similarities is not None:
-            closest = np.where(in_text, similarities[window], -np.inf)
-            return passages.first + int(np.argmax(closest))
+            return passages.first + int(np.argmax(similarities[window]))
         return None
 
     def _similarities(self, vector: np.ndarray) -> F32Array | None:
