@@ -241,6 +241,25 @@ def test_the_server_describes_its_documents_in_the_background(
     assert {b["tool_choice"]["name"] for b in bodies} == {TOOL_NAME}
 
 
+def requests_until_paused(
+    settings: Settings, pool: Pool, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> int:
+    """Serve with ``KPOOL_EXPAND`` until the describing loop pauses; the requests it made,
+    checked to stay that many during the pause, with every document still waiting."""
+    expanding = settings.model_copy(update={"expand": True})
+    documents = pool.store.count_documents()
+    with TestClient(create_app(expanding, pool=pool)) as client:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+        while "describing documents paused" not in caplog.text:
+            assert time.monotonic() < deadline, "the loop never paused"
+            time.sleep(0.05)
+        asked = len(fake.requests_to("POST", "/v1/messages"))
+        time.sleep(0.3)  # several refresh periods, within the pause
+        assert len(fake.requests_to("POST", "/v1/messages")) == asked
+        assert client.get("/readyz").json()["awaiting_descriptions"] == documents
+    return asked
+
+
 @pytest.mark.parametrize("status", [529, 402])
 def test_an_outage_pauses_the_background_loop(
     claude_settings: Settings,
@@ -249,18 +268,9 @@ def test_an_outage_pauses_the_background_loop(
     caplog: pytest.LogCaptureFixture,
     status: int,
 ) -> None:
-    settings = claude_settings.model_copy(update={"expand": True})
     fake_anthropic.fail_next(1000, status, path_prefix="/v1/messages")
     documents = claude_pool.store.count_documents()
-    with TestClient(create_app(settings, pool=claude_pool)) as client:
-        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
-        while "describing documents paused" not in caplog.text:
-            assert time.monotonic() < deadline, "the loop never paused"
-            time.sleep(0.05)
-        asked = len(fake_anthropic.requests_to("POST", "/v1/messages"))
-        time.sleep(0.3)  # several refresh periods, within the pause
-        assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == asked
-        assert client.get("/readyz").json()["awaiting_descriptions"] == documents
+    asked = requests_until_paused(claude_settings, claude_pool, fake_anthropic, caplog)
     # the requests in flight (two, each tried twice at most), then none: the documents are
     # not walked one by one, and none is held against its document
     assert 1 <= asked <= 4 < 2 * documents
@@ -273,17 +283,8 @@ def test_failures_in_a_row_pause_the_background_loop(
     fake_anthropic: FakeAnthropic,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = claude_settings.model_copy(update={"expand": True})
     fake_anthropic.fail_next(1000, 400, path_prefix="/v1/messages")  # the account's, in fact
-    with TestClient(create_app(settings, pool=claude_pool)) as client:
-        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
-        while "describing documents paused" not in caplog.text:
-            assert time.monotonic() < deadline, "the loop never paused"
-            time.sleep(0.05)
-        asked = len(fake_anthropic.requests_to("POST", "/v1/messages"))
-        time.sleep(0.3)  # several refresh periods, within the pause
-        assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == asked
-        assert client.get("/readyz").json()["awaiting_descriptions"] == 5
+    asked = requests_until_paused(claude_settings, claude_pool, fake_anthropic, caplog)
     assert "3 documents in a row could not be described" in caplog.text
     assert 3 <= asked <= 4  # the third failure stopped the run; one more may have been in flight
 
