@@ -39,7 +39,9 @@ each document its best passage's similarity (the vectors carry the document's ti
 combination, ``(1 - w)·bm25 + w·similarity``, after scaling each to [0, 1] over the allowed
 documents (BM25 by its best score, similarity between its lowest and highest). Unlike fusing
 ranks, this keeps how far apart the candidates are; the README compares it with reciprocal rank
-fusion. A question that matches no term of any document still routes to nothing.
+fusion. The service fuses whole-document BM25 (``passage_weight=0`` unless configured): the
+closest passage already rewards a document that answers in one section. A question that
+matches no term of any document still routes to nothing.
 """
 
 from __future__ import annotations
@@ -987,10 +989,13 @@ class InvertedIndex:
     def _best_passage(
         self, slot: int, passage_scores: FloatArray | None, similarities: F32Array | None = None
     ) -> int | None:
-        """The passage of this document's text that scored best, if any scored; failing that,
-        the one closest in meaning. A generated description (the last passage, an empty span
-        after the text, ``indexing.ingest.indexed_passages``) scores like any passage but is
-        never the one reported: it is no part of the text to show or quote."""
+        """The passage of this document's text closest in meaning to the question, when the
+        question and the document have vectors; otherwise the one that scored best by words,
+        if any did. (On the 18F handbook, the closest passage held the page's answer for 70
+        of 98 questions, the best by words for 62.) A generated description (the last
+        passage, an empty span after the text, ``indexing.ingest.indexed_passages``) scores
+        like any passage but is never the one reported: it is no part of the text to show or
+        quote."""
         passages = self._doc_passages[slot]
         if passages is None or not passages.count:
             return None
@@ -1002,13 +1007,16 @@ class InvertedIndex:
             if not count:
                 return None
         window = slice(passages.first, passages.first + count)
+        if similarities is not None:
+            closest = similarities[window]
+            best = int(np.argmax(closest))
+            if np.isfinite(closest[best]):
+                return passages.first + best
         if passage_scores is not None:
             own = passage_scores[window]
             best = int(np.argmax(own))
             if own[best] > 0:
                 return passages.first + best
-        if similarities is not None:
-            return passages.first + int(np.argmax(similarities[window]))
         return None
 
     def _similarities(self, vector: np.ndarray) -> F32Array | None:

@@ -12,7 +12,9 @@ rows differ only in how questions are scored:
   question's IDF-weighted terms (``KPOOL_MIN_COVERAGE``);
 * ``+ meaning``: the best passage's similarity to the question (a third of it the document
   title's) by the packaged embedding model, mixed half and half with BM25 (``KPOOL_SEMANTIC=1``,
-  ``KPOOL_SEMANTIC_WEIGHT=0.5``), alone and with coverage. These rows need ``make semantic``;
+  ``KPOOL_SEMANTIC_WEIGHT=0.5``): BM25 of the whole text plus the best passage's, as by words
+  only; BM25 of the whole text alone (the default with meaning, ``KPOOL_PASSAGE_WEIGHT``
+  unset), and that with coverage. These rows need ``make semantic``;
   without it they are left out, and the pool is built without vectors. With it, building the
   pools takes minutes: the model reads every passage once (about 0.1 s each on one core).
 
@@ -72,9 +74,14 @@ METHODS = {
 }
 SEMANTIC_WEIGHT = 0.5
 SEMANTIC_METHODS = {
-    "+ meaning (default)": RoutingOptions(semantic_weight=SEMANTIC_WEIGHT),
+    "+ meaning, BM25 of text and best passage": RoutingOptions(
+        semantic_weight=SEMANTIC_WEIGHT, passage_weight=1.0
+    ),
+    "+ meaning, BM25 of the whole text (default)": RoutingOptions(
+        semantic_weight=SEMANTIC_WEIGHT, passage_weight=0.0
+    ),
     f"+ meaning, coverage ≥ {COVERAGE}": RoutingOptions(
-        semantic_weight=SEMANTIC_WEIGHT, min_coverage=COVERAGE
+        semantic_weight=SEMANTIC_WEIGHT, passage_weight=0.0, min_coverage=COVERAGE
     ),
 }
 

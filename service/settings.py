@@ -78,10 +78,12 @@ class Settings(BaseSettings):
     token_budget: int = Field(
         default=150_000, ge=1, description="Estimated tokens the routed documents may use."
     )
-    passage_weight: float = Field(
-        default=1.0,
+    passage_weight: float | None = Field(
+        default=None,
         ge=0,
-        description="How much a document's best passage adds to its score (0: whole documents).",
+        description="How much a document's best passage adds to its BM25 score (0: whole "
+        "documents). Unset: 1 by words only; 0 with KPOOL_SEMANTIC, whose best-passage "
+        "similarity already scores the passages.",
     )
     min_coverage: float = Field(
         default=0.0,
@@ -269,8 +271,11 @@ class Settings(BaseSettings):
         return self.files_backend
 
     def routing_options(self) -> RoutingOptions:
+        passage_weight = self.passage_weight
+        if passage_weight is None:
+            passage_weight = 0.0 if self.semantic else 1.0
         return RoutingOptions(
-            passage_weight=self.passage_weight,
+            passage_weight=passage_weight,
             min_coverage=self.min_coverage,
             semantic_weight=self.semantic_weight if self.semantic else 0.0,
         )

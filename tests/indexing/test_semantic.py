@@ -303,14 +303,20 @@ def test_a_document_awaiting_its_vectors_ranks_by_its_words_alone() -> None:
     assert hits[1].score == pytest.approx(0.5)  # no words, the closest meaning
 
 
-def test_the_span_falls_back_to_the_closest_passage() -> None:
+def test_the_span_is_the_closest_passage_when_there_are_vectors() -> None:
     index = InvertedIndex()
     add(index, entry("a", [("first words", unit(0, 1)), ("second words", unit(1))]))
-    add(index, entry("b", [("query term", unit(0, 0, 1))]))
-    hits = index.search(["query"], top_k=2, query_vector=unit(1))
-    spans = {h.entry.file_id: h.passage for h in hits}
-    assert spans["b"] == (0, 9)  # matched by words: its matching passage
-    assert spans["a"] == (10, 19)  # matched by meaning only: its closest passage
+    add(index, entry("b", [("query term", unit(0, 0, 1)), ("other", unit(1, 0.2))]))
+    index.add(entry("c", [("nothing", None), ("query here", None)]))
+    for weight in (0.0, 1.0):
+        hits = index.search(["query"], top_k=3, query_vector=unit(1), passage_weight=weight)
+        spans = {h.entry.file_id: h.passage for h in hits}
+        assert spans["a"] == (10, 19)  # matched by meaning only: its closest passage
+        assert spans["b"] == (10, 19)  # closest in meaning, though its first holds the word
+        # no vectors yet: the passage that matched by words, if the words were scored
+        assert spans["c"] == ((10, 19) if weight else None)
+    # no question vector: the passage that matched by words
+    assert [h.passage for h in index.search(["term"], top_k=1)] == [(0, 9)]
 
 
 def test_the_token_budget_applies_to_the_fused_order() -> None:

@@ -218,10 +218,18 @@ def test_semantic_routing_is_on_unless_switched_off(
 
     monkeypatch.delenv("KPOOL_SEMANTIC")  # the suite switches it off (tests/conftest.py)
     assert Settings(home=tmp_path).pool_config().semantic
-    assert Settings(home=tmp_path).routing_options().semantic_weight == 0.5
+    by_meaning = Settings(home=tmp_path).routing_options()
+    # with meaning, BM25 scores whole documents: the passages count through their vectors
+    assert (by_meaning.semantic_weight, by_meaning.passage_weight) == (0.5, 0.0)
     monkeypatch.setenv("KPOOL_SEMANTIC", "0")
     assert not Settings(home=tmp_path).pool_config().semantic
-    assert Settings(home=tmp_path).routing_options().semantic_weight == 0.0
+    by_words = Settings(home=tmp_path).routing_options()
+    assert (by_words.semantic_weight, by_words.passage_weight) == (0.0, 1.0)
+    # a passage weight that is set applies either way
+    monkeypatch.setenv("KPOOL_PASSAGE_WEIGHT", "0.5")
+    for semantic in ("0", "1"):
+        monkeypatch.setenv("KPOOL_SEMANTIC", semantic)
+        assert Settings(home=tmp_path).routing_options().passage_weight == 0.5
 
 
 def ingest_two_policies(tmp_path: Path, *options: str) -> tuple[Result, Store]:
