@@ -971,7 +971,7 @@ class InvertedIndex:
                 self._best_passage(slot, scored.passage_scores, similarities) for slot in ranked
             ]
             explained = (
-                self._contributions(ranked, best, query, passage_weight)
+                self._contributions(ranked, query, passage_weight, scored.passage_scores)
                 if explain
                 else [{} for _ in ranked]
             )
@@ -1018,6 +1018,16 @@ class InvertedIndex:
             if own[best] > 0:
                 return passages.first + best
         return None
+
+    def _top_scoring_unit(self, slot: int, passage_scores: FloatArray | None) -> int | None:
+        """The passage unit whose BM25 ``_accumulate`` added to this document's score (any of
+        its passages, a description included), if one scored."""
+        passages = self._doc_passages[slot]
+        if passage_scores is None or passages is None or not passages.count:
+            return None
+        own = passage_scores[passages.first : passages.first + passages.count]
+        best = int(np.argmax(own))
+        return passages.first + best if own[best] > 0 else None
 
     def _similarities(self, vector: np.ndarray) -> F32Array | None:
         """Every passage unit's similarity to the question: the dot product, which for the stored
@@ -1119,13 +1129,19 @@ class InvertedIndex:
         return entry
 
     def _contributions(
-        self, slots: list[int], best: list[int | None], query: _Query, passage_weight: float
+        self,
+        slots: list[int],
+        query: _Query,
+        passage_weight: float,
+        passage_scores: FloatArray | None,
     ) -> list[dict[str, float]]:
-        """What each query term added to each routed document's score, through the document
-        and through its best passage, largest first."""
+        """What each query term added to each routed document's BM25 score, through the
+        document and through the passage whose BM25 was added (its best by words, which with
+        meaning need not be the passage reported), largest first."""
         table = self._docs.term_scores(np.asarray(slots, np.int32), query.ids, query.weights)
+        best = [self._top_scoring_unit(slot, passage_scores) for slot in slots]
         rows = [row for row, unit in enumerate(best) if unit is not None]
-        if rows:
+        if rows and passage_weight > 0:
             units = np.asarray([best[row] for row in rows], np.int32)
             weights = self._passage_weights(query)
             table[rows] += passage_weight * self._passages.term_scores(units, query.ids, weights)

@@ -319,6 +319,20 @@ def test_the_span_is_the_closest_passage_when_there_are_vectors() -> None:
     assert [h.passage for h in index.search(["term"], top_k=1)] == [(0, 9)]
 
 
+def test_contributions_explain_bm25_through_the_passage_that_scored() -> None:
+    """With meaning and a passage weight, the passage reported (the closest) need not be the
+    one whose BM25 was added: the explanation follows the score, not the report."""
+    index = InvertedIndex()
+    add(index, entry("b", [("query term", unit(0, 0, 1)), ("other words", unit(1, 0.2))]))
+    add(index, entry("d", [("filler", unit(0, 1))]))
+    for weight in (0.0, 1.0):
+        bm25 = index.scores(["query", "term"], passage_weight=weight)["b"]
+        hits = index.search(["query", "term"], top_k=2, query_vector=unit(1), passage_weight=weight)
+        (hit,) = [h for h in hits if h.entry.file_id == "b"]
+        assert hit.passage == (10, 19)  # closest in meaning
+        assert sum(hit.contributions.values()) == pytest.approx(bm25)
+
+
 def test_the_token_budget_applies_to_the_fused_order() -> None:
     index = InvertedIndex()
     add(index, entry("big", [("pay", unit(1))]))
