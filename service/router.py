@@ -9,7 +9,8 @@ lacks routes to nothing too (``RoutingOptions.min_coverage``): better no answer 
 confident one from the wrong policy. In a pool with sentence vectors (``KPOOL_SEMANTIC``), the
 question's vector ranks the passages by meaning too, and the two rankings are fused
 (``indexing.index``): "my mom is having surgery" finds the family-leave policy that never says
-"mom".
+"mom". There the closest passage stands for the document's best passage, so BM25 scores whole
+documents (``Settings.routing_options``), and the passage reported is the closest one.
 """
 
 from __future__ import annotations
