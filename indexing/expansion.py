@@ -15,7 +15,9 @@ describe keeps an empty one, so that it is not paid for again; an empty descript
 description (no passage, no words). The model is asked from a
 background loop (the server's, or ``kpool ingest`` before it exits), never on the upload's path:
 a document routes by its own words as soon as it is stored, and by its description too once
-that lands, like its sentence vectors.
+that lands, like its sentence vectors. Every process of a deployment may run the loop: each
+claims a document in the store before its request (``Store.claim_expansion``), so that no
+version is paid for twice.
 
 This module holds the loop and what a describer must do; the Claude-backed describer is in
 ``service.expand`` (the indexing layer never talks to the Messages API).
@@ -84,6 +86,11 @@ class Describer(Protocol):
 #: that is the account's, not the documents', must not walk the whole pool.
 FAILURES_BEFORE_PAUSE = 3
 
+#: How long a process holds a document it is describing (``Store.claim_expansion``) against
+#: the others: longer than a request with its retries can take. A claim is released when the
+#: request is over; one left by a killed process lapses after this.
+CLAIM_SECONDS = 900.0
+
 
 @dataclass
 class ExpandReport:
@@ -91,7 +98,8 @@ class ExpandReport:
 
     described: int = 0
     failed: int = 0
-    #: Documents described by another process first, or changed while described.
+    #: Documents another process was describing or had described, or that changed while
+    #: described.
     lost: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -179,6 +187,20 @@ def expand(
 
 
 def _describe(pool: Pool, describer: Describer, due: ExpansionDue) -> ExpandReport:
+    """Claim the document, describe it and store the description; then give the claim up."""
+    claim = pool.store.claim_expansion(due.document_id, seconds=CLAIM_SECONDS)
+    if claim is None:  # another process is describing it, or has
+        return ExpandReport(lost=1)
+    try:
+        return _describe_claimed(pool, describer, due)
+    finally:
+        try:
+            pool.store.release_expansion(due.document_id, claim)
+        except Exception:  # the claim lapses on its own
+            log.exception("could not release the claim on document %s", due.document_id)
+
+
+def _describe_claimed(pool: Pool, describer: Describer, due: ExpansionDue) -> ExpandReport:
     try:
         content = pool.store.get_content(due.document_id)
     except DocumentNotFound:  # deleted meanwhile

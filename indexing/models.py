@@ -138,6 +138,9 @@ class Content(SQLModel, table=True):
     expansion_model: str | None = Field(default=None, max_length=100)
     expansion_input_tokens: int = 0
     expansion_output_tokens: int = 0
+    #: Unix time until which one process holds this version to describe it, so that the
+    #: others (replicas, a cron ingest) leave it alone; ``None`` or past: no one does.
+    expansion_claimed_until: float | None = None
 
 
 class Change(SQLModel, table=True):

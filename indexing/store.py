@@ -622,16 +622,21 @@ class Store:
     def awaiting_expansion(
         self, *, limit: int, after: str | None = None, descending: bool = False
     ) -> list[ExpansionDue]:
-        """Documents whose current version has no generated description yet, in document id
-        order from ``after`` (descending: the other way; the partial index
-        ``ix_contents_unexpanded`` holds just them)."""
+        """Documents whose current version has no generated description yet and that no
+        process holds a claim on (``claim_expansion``), in document id order from ``after``
+        (descending: the other way; the partial index ``ix_contents_unexpanded`` holds just
+        the undescribed)."""
         contents = SQLModel.metadata.tables["contents"]
         docs = SQLModel.metadata.tables["documents"]
         order = contents.c.document_id
         query = (
             sa_select(docs.c.id, docs.c.file_id, docs.c.title)
             .join_from(contents, docs, docs.c.id == contents.c.document_id)
-            .where(contents.c.expansion.is_(None), docs.c.file_id.is_not(None))
+            .where(
+                contents.c.expansion.is_(None),
+                docs.c.file_id.is_not(None),
+                _unclaimed(contents, time.time()),
+            )
             .order_by(order.desc() if descending else order)
             .limit(limit)
         )
@@ -707,6 +712,43 @@ class Store:
         )
         with self.writing() as session:
             return bool(session.connection().execute(statement).rowcount == 1)
+
+    def claim_expansion(self, document_id: str, *, seconds: float) -> float | None:
+        """Hold the document's current version for ``seconds`` while this process asks for its
+        description; returns the claim (its expiry, for ``release_expansion``), or ``None`` if
+        the version is described already or another process holds an unlapsed claim. One
+        statement, so two processes cannot both win."""
+        contents = SQLModel.metadata.tables["contents"]
+        now = time.time()
+        until = now + seconds
+        statement = (
+            update(contents)
+            .where(
+                contents.c.document_id == document_id,
+                contents.c.expansion.is_(None),
+                _unclaimed(contents, now),
+            )
+            .values(expansion_claimed_until=until)
+        )
+        with self.writing() as session:
+            won = session.connection().execute(statement).rowcount == 1
+        return until if won else None
+
+    def release_expansion(self, document_id: str, claim: float) -> None:
+        """Give up a claim (``claim_expansion``) once the request is over, so that a document
+        left undescribed can be asked about again without waiting for it to lapse. Only that
+        claim: a newer version may be another process's by now."""
+        contents = SQLModel.metadata.tables["contents"]
+        statement = (
+            update(contents)
+            .where(
+                contents.c.document_id == document_id,
+                contents.c.expansion_claimed_until == claim,
+            )
+            .values(expansion_claimed_until=None)
+        )
+        with self.writing() as session:
+            session.connection().execute(statement)
 
     def count_awaiting_expansion(self) -> int:
         """Documents whose current version has no generated description yet."""
@@ -887,6 +929,12 @@ def _awaits_vectors(sums: Any) -> Any:
     """Summaries with passages but no vectors (the partial index ``ix_summaries_awaiting``
     holds just these, so the idle vectoriser's look costs nothing in a large pool)."""
     return sums.c.passage_layout.is_not(None) & sums.c.passage_embeddings.is_(None)
+
+
+def _unclaimed(contents: Any, now: float) -> Any:
+    """Content rows no process holds a live claim on (``Store.claim_expansion``)."""
+    claimed = contents.c.expansion_claimed_until
+    return or_(claimed.is_(None), claimed < now)
 
 
 def _delete(table: type[SQLModel], condition: Any) -> Any:

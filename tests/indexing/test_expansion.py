@@ -361,6 +361,68 @@ def test_the_server_and_ingest_walk_the_queue_from_opposite_ends(pool: Pool) -> 
     assert last.document_id == ascending[0]
 
 
+def test_a_claimed_document_is_left_to_its_claimant_until_released_or_lapsed(
+    pool: Pool,
+) -> None:
+    ids = ingest_all(pool)
+    animals, parking = ids["Animals at work"], ids["Parking"]
+    claim = pool.store.claim_expansion(animals, seconds=60)
+    assert claim is not None
+    assert pool.store.claim_expansion(animals, seconds=60) is None  # held
+    assert [d.document_id for d in pool.store.awaiting_expansion(limit=10)] == [parking]
+    assert pool.store.count_awaiting_expansion() == 2  # still waiting, whoever asks
+    pool.store.release_expansion(animals, claim + 1)  # not this claim: nothing changes
+    assert pool.store.claim_expansion(animals, seconds=60) is None
+    pool.store.release_expansion(animals, claim)
+    assert pool.store.claim_expansion(animals, seconds=-1) is not None  # lapsed at once
+    lapsed_then_taken = pool.store.claim_expansion(animals, seconds=60)
+    assert lapsed_then_taken is not None
+    # a new version is a new row: unclaimed, whoever held the old one
+    changed = IngestRequest(
+        source="Animals at work", data=b"No animals.", filename="a.txt", title="Animals at work"
+    )
+    assert ingest(pool, changed).status == "updated"
+    assert {d.document_id for d in pool.store.awaiting_expansion(limit=10)} == {animals, parking}
+    # a described version cannot be claimed
+    assert expand(pool, Describer()).described == 2
+    assert pool.store.claim_expansion(parking, seconds=60) is None
+
+
+def test_two_processes_describe_each_document_once(open_pool: OpenPool) -> None:
+    """A replica that starts while another is mid-request passes its document by; the first
+    then finds the second's document described and does not ask about it either."""
+    first, second = open_pool(), open_pool()
+    ingest_all(first)
+    asked_by_second = Describer()
+    asked_by_first = Describer()
+    reports = []
+
+    def second_starts(title: str) -> None:
+        if not reports:
+            reports.append(expand(second, asked_by_second))
+
+    asked_by_first.meanwhile = second_starts
+    report = expand(first, asked_by_first, workers=1)
+    (one,), (other,) = asked_by_first.read, asked_by_second.read
+    assert {one[0], other[0]} == set(DOCUMENTS)
+    assert (report.described, report.lost) == (1, 1)
+    assert (reports[0].described, reports[0].lost) == (1, 0)
+    assert first.store.count_awaiting_expansion() == 0
+
+
+def test_a_failed_request_gives_its_claim_up(open_pool: OpenPool) -> None:
+    first, second = open_pool(), open_pool()
+    ingest_all(first)
+    describer = Describer()
+    for title in DOCUMENTS:
+        describer.failures[title] = DescribeFailed("overloaded", kind="outage")
+    report = expand(first, describer, workers=1)
+    assert report.interrupted and len(describer.read) == 1
+    # another process may ask at once, without waiting for the claim to lapse
+    assert len(second.store.awaiting_expansion(limit=10)) == 2
+    assert expand(second, Describer()).described == 2
+
+
 def test_a_description_landing_during_a_reindex_is_kept(
     pool: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
