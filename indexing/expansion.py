@@ -32,10 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import numpy as np
+
 from indexing.errors import DocumentNotFound
-from indexing.ingest import summarise
+from indexing.ingest import indexed_passages, summarise
 from indexing.models import Content
 from indexing.pool import Pool
+from indexing.semantic import passage_vectors
 from indexing.store import Expanded, ExpansionDue
 
 log = logging.getLogger(__name__)
@@ -222,6 +225,7 @@ def _describe_claimed(pool: Pool, describer: Describer, due: ExpansionDue) -> Ex
     spent = ExpandReport(input_tokens=described.input_tokens, output_tokens=described.output_tokens)
     try:
         summary = summarise(pool, due.title, content.text, described.text)
+        vector = _description_vector(pool, due, content.text, described.text)
         stored = pool.store.add_expansion(
             Expanded(
                 document_id=due.document_id,
@@ -235,6 +239,7 @@ def _describe_claimed(pool: Pool, describer: Describer, due: ExpansionDue) -> Ex
                 terms=summary.terms,
                 length=summary.length,
                 passages=summary.passages,
+                description_vector=vector,
             )
         )
     except Exception as exc:  # paid for already: not asked again by this process
@@ -249,6 +254,24 @@ def _describe_claimed(pool: Pool, describer: Describer, due: ExpansionDue) -> Ex
     else:
         spent.lost = 1
     return spent
+
+
+def _description_vector(
+    pool: Pool, due: ExpansionDue, text: str, description: str
+) -> np.ndarray | None:
+    """The description passage's sentence vector, made only when the document's other
+    passages have theirs already: they keep them (``Store.add_expansion``), instead of all
+    being computed again for one more passage. ``None`` otherwise, or if the model fails:
+    ``indexing.ingest.vectorise`` then makes them all."""
+    if not pool.config.semantic or not pool.store.has_vectors(due.file_id):
+        return None
+    indexed = indexed_passages(due.title, text, description, pool.config.passages)[-1][1]
+    try:
+        vectors = passage_vectors(pool.encoder, due.title, [indexed])
+    except Exception:
+        log.exception("could not compute the description's vector of %s", due.document_id)
+        return None
+    return None if vectors is None else vectors[0]
 
 
 def _mark_undescribed(

@@ -206,6 +206,9 @@ class Expanded:
     terms: dict[str, int]
     length: int
     passages: PassageVectors
+    #: The description passage's sentence vector, when the describing process made one: the
+    #: text's passages then keep the vectors they have, and only this one is new.
+    description_vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -651,8 +654,10 @@ class Store:
     def add_expansion(self, expanded: Expanded) -> bool:
         """Store a version's generated description and the summary made with it, only if the
         document still has that version (``file_id``, ``content_hash``) and title and no
-        description yet; otherwise nothing is written and the answer is False. Its passages'
-        vectors are computed again (``indexing.ingest.vectorise``). Logged for live indexes."""
+        description yet; otherwise nothing is written and the answer is False. The text's
+        passages keep their sentence vectors, if they have them and the description's vector
+        came along (``_described_vectors``); otherwise every passage waits for its vector again
+        (``indexing.ingest.vectorise``). Logged for live indexes."""
         e = expanded
         with self.writing() as session:
             doc = session.get(Document, e.document_id)
@@ -676,7 +681,8 @@ class Store:
             content.expansion_output_tokens = e.output_tokens
             summary.term_hashes, summary.term_counts = TermVector.from_counts(e.terms).to_bytes()
             summary.length = e.length
-            for name, value in _passage_columns(e.passages).items():
+            passages = _described_vectors(summary, e.passages, e.description_vector)
+            for name, value in _passage_columns(passages).items():
                 setattr(summary, name, value)
             session.add(content)
             session.add(summary)
@@ -779,6 +785,15 @@ class Store:
                 VectorsDue(document_id=row[0], file_id=row[1], title=row[2], layout=row[3])
                 for row in connection.execute(query)
             ]
+
+    def has_vectors(self, file_id: str) -> bool:
+        """Whether the summary of ``file_id`` holds its passages' sentence vectors."""
+        sums = SQLModel.metadata.tables["summaries"]
+        query = sa_select(sums.c.file_id).where(
+            sums.c.file_id == file_id, sums.c.passage_embeddings.is_not(None)
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
 
     def count_awaiting_vectors(self) -> int:
         sums = SQLModel.metadata.tables["summaries"]
@@ -929,6 +944,25 @@ def _awaits_vectors(sums: Any) -> Any:
     """Summaries with passages but no vectors (the partial index ``ix_summaries_awaiting``
     holds just these, so the idle vectoriser's look costs nothing in a large pool)."""
     return sums.c.passage_layout.is_not(None) & sums.c.passage_embeddings.is_(None)
+
+
+def _described_vectors(
+    summary: Summary, passages: PassageVectors, description: np.ndarray | None
+) -> PassageVectors:
+    """A described document's passages (its text's, then its description's) with vectors, if
+    the stored summary has them for exactly the text's passages (same layout; the title is
+    unchanged, ``Store.add_expansion`` checks) and ``description`` is the last one's;
+    otherwise without, for ``vectorise`` to make them all."""
+    stored, layout = summary.passage_embeddings, summary.passage_layout
+    if description is None or stored is None or layout is None or len(passages) < 1:
+        return passages
+    text_layout = passages.layout[:-1].astype("<u4").tobytes()
+    width = description.reshape(-1).shape[0]
+    rows = len(passages) - 1
+    if text_layout != layout or len(stored) != 2 * rows * width:
+        return passages
+    kept = np.frombuffer(stored, dtype="<f2").reshape(rows, width)
+    return passages.with_embeddings(np.vstack([kept, description.reshape(1, width)]))
 
 
 def _unclaimed(contents: Any, now: float) -> Any:

@@ -22,6 +22,7 @@ from indexing.ingest import (
     vectorise,
 )
 from indexing.pool import Pool
+from indexing.semantic import passage_vectors
 from indexing.store import Expanded, Retitled, SummaryOutdated
 from service.router import RoutingOptions, route
 from tests.indexing.conftest import OpenPool
@@ -468,9 +469,8 @@ def test_routing_reports_the_texts_best_passage_never_the_description(pool: Pool
 def test_the_description_gets_a_sentence_vector_of_its_own(open_pool: OpenPool) -> None:
     pool = open_pool(semantic=True)
     ids = ingest_all(pool)
-    assert vectorise(pool) == 2
     expand(pool, Describer({"Animals at work": DOG_DESCRIPTION}))
-    assert pool.store.count_awaiting_vectors() == 2  # the new passage needs its vector
+    assert pool.store.count_awaiting_vectors() == 2  # described before it had vectors
     assert vectorise(pool) == 2
     entries = {e.document_id: e for e in pool.store.index_entries()}
     animals = entries[ids["Animals at work"]].passages
@@ -481,6 +481,55 @@ def test_the_description_gets_a_sentence_vector_of_its_own(open_pool: OpenPool) 
     pool.refresh()
     fused = route(pool, "is my puppy allowed in the office?", top_k=1)
     assert fused.documents[0].title == "Animals at work"
+
+
+@needs_model
+def test_a_description_after_the_vectors_adds_only_its_own(open_pool: OpenPool) -> None:
+    """The text's passages keep the vectors they have; the description's is made by the
+    describing process, and the whole is what computing them all afresh would give."""
+    pool = open_pool(semantic=True)
+    ids = ingest_all(pool)
+    assert vectorise(pool) == 2
+    before = {e.document_id: e.passages for e in pool.store.index_entries()}
+    assert expand(pool, Describer({"Animals at work": DOG_DESCRIPTION})).described == 2
+    assert pool.store.count_awaiting_vectors() == 0  # nothing to compute again
+    for entry in pool.store.index_entries():
+        kept, now = before[entry.document_id], entry.passages
+        assert kept is not None and kept.embeddings is not None
+        assert now is not None and now.embeddings is not None
+        assert len(now) == len(kept) + 1
+        np.testing.assert_array_equal(now.embeddings[:-1], kept.embeddings)
+        content = pool.store.get_content(entry.document_id)
+        texts = indexed_passages(entry.title, content.text, content.expansion, pool.config.passages)
+        afresh = passage_vectors(pool.encoder, entry.title, [t for _, t in texts])
+        assert afresh is not None
+        np.testing.assert_allclose(now.embeddings.astype(np.float32), afresh, atol=2e-3)
+    pool.refresh()
+    (top,) = route(pool, "is my puppy allowed in the office?", top_k=1).documents
+    assert top.document_id == ids["Animals at work"]
+
+
+@needs_model
+def test_vectors_made_otherwise_are_made_again_with_the_description(
+    open_pool: OpenPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept vectors must be the text's passages' as now cut: vectors stored for another cut
+    (here, one passage fewer) are not extended but computed again."""
+    pool = open_pool(semantic=True)
+    ingest_all(pool)
+    assert vectorise(pool) == 2
+    import indexing.store as store_module
+
+    real = store_module._described_vectors
+
+    def other_cut(summary: Any, passages: Any, description: Any) -> Any:
+        summary.passage_layout = summary.passage_layout[:-16]  # a layout row is 16 bytes
+        return real(summary, passages, description)
+
+    monkeypatch.setattr(store_module, "_described_vectors", other_cut)
+    assert expand(pool, Describer()).described == 2
+    assert pool.store.count_awaiting_vectors() == 2
+    assert vectorise(pool) == 2
 
 
 @needs_model
