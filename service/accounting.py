@@ -100,6 +100,7 @@ class Tally:
         self._ended = False
         self._lock = threading.Lock()
         self._judged = Usage()
+        self._judge_model: str | None = None
         self._answering: Answering | None = None
 
     @property
@@ -129,10 +130,12 @@ class Tally:
         self._answering = answering
         return Answering(answering.question, _Followed(answering, self), record=_as_it_is)
 
-    def judged(self, usage: Usage) -> None:
-        """A reranking request spent ``usage`` (``service.rerank``), whatever comes of it."""
+    def judged(self, model: str, usage: Usage) -> None:
+        """A reranking request to ``model`` spent ``usage`` (``service.rerank``), whatever
+        comes of it."""
         with self._lock:
             self._judged = self._judged + usage
+            self._judge_model = model
 
     def end(
         self, outcome: Outcome, *, answer: Answer | None = None, error: Exception | None = None
@@ -171,6 +174,9 @@ class Tally:
             output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
             cache_read_input_tokens=usage.cache_read_input_tokens,
+            rerank_model=self._judge_model,
+            rerank_input_tokens=self._judged.input_tokens,
+            rerank_output_tokens=self._judged.output_tokens,
         )
 
     def _spent_without_answer(self) -> Usage:
@@ -224,9 +230,9 @@ class _Counted:
         try:
             judgement = self._judge.judge(question, candidates, earlier)
         except RerankFailed as exc:
-            self._tally.judged(exc.usage)
+            self._tally.judged(self.model, exc.usage)
             raise
-        self._tally.judged(judgement.usage)
+        self._tally.judged(self.model, judgement.usage)
         return judgement
 
 

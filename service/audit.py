@@ -2,7 +2,8 @@
 
 An entry says who asked (key id, owner, role, address), when, in which conversation and mode,
 which files went to Anthropic (``file_ids``: none when no model was called) and which documents
-were routed, the tokens Anthropic reported, and how it ended:
+were routed, the tokens Anthropic reported (all of them, and apart, the reranking model's share
+when ``KPOOL_RERANK`` asked one: ``rerank_model``, ``rerank_*_tokens``), and how it ended:
 
 * ``answered`` — an answer was given;
 * ``abstained`` — nothing in the pool covers the question, and the service said so;
@@ -58,6 +59,11 @@ class AuditEntry(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=200)
     duration_ms: int = 0
     question: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: The model asked to rerank the candidates, if one was; the tokens it spent, which are
+    #: part of the totals above (``migrations/versions/0011_audit_reranking.py``).
+    rerank_model: str | None = Field(default=None, max_length=100)
+    rerank_input_tokens: int = 0
+    rerank_output_tokens: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,13 @@ class AuditEntry(SQLModel, table=True):
                 "cache_creation_input_tokens": self.cache_creation_input_tokens,
                 "cache_read_input_tokens": self.cache_read_input_tokens,
             },
+            "rerank": None
+            if self.rerank_model is None
+            else {
+                "model": self.rerank_model,
+                "input_tokens": self.rerank_input_tokens,
+                "output_tokens": self.rerank_output_tokens,
+            },
             "outcome": self.outcome,
             "error": self.error,
             "request_id": self.request_id,
@@ -99,6 +112,11 @@ class AuditEntry(SQLModel, table=True):
                 self.cache_read_input_tokens,
             )
         )
+        if self.rerank_model is not None:
+            tokens += (
+                f" (reranking by {self.rerank_model}: "
+                f"{self.rerank_input_tokens}/{self.rerank_output_tokens})"
+            )
         files = ", ".join(self.file_ids) or "no files sent"
         return (
             f"{self.at:%Y-%m-%d %H:%M:%S}  {who}  {outcome}  {self.mode}  "

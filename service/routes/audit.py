@@ -17,6 +17,14 @@ from service.routes.ask import UsageOut
 router = APIRouter(tags=["audit"], responses=API_ERRORS)
 
 
+class RerankShareOut(BaseModel):
+    """The reranking model's share of the entry's tokens (``KPOOL_RERANK``)."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
 class AuditEntryOut(BaseModel):
     id: int
     at: datetime
@@ -31,6 +39,8 @@ class AuditEntryOut(BaseModel):
     file_ids: list[str]
     document_ids: list[str]
     usage: UsageOut
+    #: Part of ``usage``: what the model that reranked the candidates spent, if one did.
+    rerank: RerankShareOut | None
     outcome: str
     error: str | None
     request_id: str | None

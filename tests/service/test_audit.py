@@ -319,6 +319,29 @@ def test_entries_come_back_newest_first_with_their_lists_and_counts(stored: Audi
     assert [e.owner for e in stored.entries(since=since)] == ["new"]
 
 
+def test_an_entry_keeps_the_reranking_models_share_apart(stored: AuditLog) -> None:
+    assert stored.write(
+        entry_at(
+            0,
+            model="answering-model",
+            input_tokens=900,
+            output_tokens=80,
+            rerank_model="reranking-model",
+            rerank_input_tokens=600,
+            rerank_output_tokens=30,
+        )
+    )
+    assert stored.write(entry_at(1, model="answering-model", input_tokens=300))
+    reranked, plain = stored.entries()
+    assert reranked.public()["rerank"] == {
+        "model": "reranking-model",
+        "input_tokens": 600,
+        "output_tokens": 30,
+    }
+    assert "900/80/0/0 (reranking by reranking-model: 600/30)" in reranked.summary()
+    assert plain.public()["rerank"] is None and "reranking" not in plain.summary()
+
+
 def test_entries_older_than_the_cutoff_are_pruned(stored: AuditLog) -> None:
     for days in (200, 91, 89, 0):
         stored.write(entry_at(days, owner=f"{days} days"))

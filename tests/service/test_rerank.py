@@ -399,6 +399,13 @@ def test_reranking_usage_is_charged_to_the_callers_budget(
         again = client.post("/v1/ask", json={"question": LEAVE_QUESTION})
     assert entries[0]["outcome"] == "abstained"
     assert entries[0]["usage"] == answer["usage"] and answer["usage"]["input_tokens"] > 100
+    # the judgement was all it spent, and the entry says which model spent it
+    assert entries[0]["model"] == settings.model
+    assert entries[0]["rerank"] == {
+        "model": settings.rerank_model,
+        "input_tokens": answer["usage"]["input_tokens"],
+        "output_tokens": answer["usage"]["output_tokens"],
+    }
     assert again.status_code == 429, again.text
     assert len(fake_anthropic.messages.bodies()) == 1
 
@@ -415,6 +422,36 @@ def test_a_failed_answer_is_still_charged_for_its_reranking(
         (entry,) = client.get("/v1/audit").json()["data"]
     assert entry["outcome"] == "failed"
     assert entry["usage"]["input_tokens"] > 0 and entry["usage"]["output_tokens"] > 0
+    assert entry["rerank"]["model"] == settings.rerank_model
+    assert entry["rerank"]["input_tokens"] == entry["usage"]["input_tokens"]
+
+
+def test_the_audit_entry_gives_reranking_its_share_of_an_answers_tokens(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    settings = claude_settings.model_copy(update={"rerank": "always"})
+    with TestClient(create_app(settings, pool=claude_pool)) as client:
+        fake_anthropic.messages.script_reply(tool_reply([1]), stop_reason="tool_use")
+        answer = client.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+        (entry,) = client.get("/v1/audit").json()["data"]
+    judgement, answering = fake_anthropic.messages.bodies()
+    assert judgement["model"] == settings.rerank_model and answering["model"] == settings.model
+    assert entry["outcome"] == "answered" and entry["usage"] == answer["usage"]
+    rerank = entry["rerank"]
+    assert rerank["model"] == settings.rerank_model
+    # part of the totals (the answer's documents are written to the cache, not counted as
+    # plain input, by the test server as by the API)
+    assert 0 < rerank["input_tokens"] <= entry["usage"]["input_tokens"]
+    assert 0 < rerank["output_tokens"] < entry["usage"]["output_tokens"]
+
+
+def test_an_entry_without_reranking_has_no_rerank_share(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    with TestClient(create_app(claude_settings, pool=claude_pool)) as client:
+        client.post("/v1/ask", json={"question": LEAVE_QUESTION})
+        (entry,) = client.get("/v1/audit").json()["data"]
+    assert entry["outcome"] == "answered" and entry["rerank"] is None
 
 
 def test_a_question_that_fails_after_its_reranking_is_charged_for_it(
