@@ -39,7 +39,7 @@ from indexing.ingest import indexed_passages, summarise
 from indexing.models import Content
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
-from indexing.store import Expanded, ExpansionDue
+from indexing.store import Expanded, ExpansionClaim, ExpansionDue
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class DescribeFailed(Exception):
 
 class Describer(Protocol):
     model: str
+    #: The longest one ``describe`` call can take, retries included, in seconds: a claim on
+    #: the document (``CLAIM_SECONDS``) is held at least twice as long.
+    longest_request: float
 
     def describe(self, title: str, text: str) -> Description: ...
 
@@ -90,8 +93,9 @@ class Describer(Protocol):
 FAILURES_BEFORE_PAUSE = 3
 
 #: How long a process holds a document it is describing (``Store.claim_expansion``) against
-#: the others: longer than a request with its retries can take. A claim is released when the
-#: request is over; one left by a killed process lapses after this.
+#: the others, at least (twice ``Describer.longest_request`` if that is longer). A claim is
+#: released when the request is over; one left by a killed process lapses after this. The
+#: processes' clocks must agree to well within it.
 CLAIM_SECONDS = 900.0
 
 
@@ -191,11 +195,12 @@ def expand(
 
 def _describe(pool: Pool, describer: Describer, due: ExpansionDue) -> ExpandReport:
     """Claim the document, describe it and store the description; then give the claim up."""
-    claim = pool.store.claim_expansion(due.document_id, seconds=CLAIM_SECONDS)
-    if claim is None:  # another process is describing it, or has
+    seconds = max(CLAIM_SECONDS, 2 * describer.longest_request)
+    claim = pool.store.claim_expansion(due.document_id, file_id=due.file_id, seconds=seconds)
+    if claim is None:  # another process is describing it or has, or a new version came
         return ExpandReport(lost=1)
     try:
-        return _describe_claimed(pool, describer, due)
+        return _describe_claimed(pool, describer, due, claim)
     finally:
         try:
             pool.store.release_expansion(due.document_id, claim)
@@ -203,10 +208,14 @@ def _describe(pool: Pool, describer: Describer, due: ExpansionDue) -> ExpandRepo
             log.exception("could not release the claim on document %s", due.document_id)
 
 
-def _describe_claimed(pool: Pool, describer: Describer, due: ExpansionDue) -> ExpandReport:
+def _describe_claimed(
+    pool: Pool, describer: Describer, due: ExpansionDue, claim: ExpansionClaim
+) -> ExpandReport:
     try:
         content = pool.store.get_content(due.document_id)
     except DocumentNotFound:  # deleted meanwhile
+        return ExpandReport(lost=1)
+    if content.content_hash != claim.content_hash:  # a new version since the claim: not ours
         return ExpandReport(lost=1)
     try:
         described = describer.describe(due.title, content.text)
@@ -265,9 +274,11 @@ def _description_vector(
     ``indexing.ingest.vectorise`` then makes them all."""
     if not pool.config.semantic or not pool.store.has_vectors(due.file_id):
         return None
-    indexed = indexed_passages(due.title, text, description, pool.config.passages)[-1][1]
+    passages = indexed_passages(due.title, text, description, pool.config.passages)
+    if not passages or (passages[-1][0].start, passages[-1][0].end) != (len(text), len(text)):
+        return None  # no passage of its own (a description without words)
     try:
-        vectors = passage_vectors(pool.encoder, due.title, [indexed])
+        vectors = passage_vectors(pool.encoder, due.title, [passages[-1][1]])
     except Exception:
         log.exception("could not compute the description's vector of %s", due.document_id)
         return None

@@ -892,6 +892,11 @@ class InvertedIndex:
         self._passages.grow_vocabulary(len(self._vocab))
         return self._passages.idf(query.ids, self._variant) * query.reps
 
+    def _passage_scores(self, query: _Query) -> FloatArray:
+        """Every passage unit's BM25 for the query."""
+        scores, _ = self._passages.accumulate(query.ids, self._passage_weights(query), track=False)
+        return scores
+
     def _accumulate(self, query: _Query, passage_weight: float) -> _Scored:
         """Scores for every slot: the document's own plus ``passage_weight`` times its best
         passage's. When some weight is not positive (Okapi IDF can be zero or negative), also
@@ -900,8 +905,7 @@ class InvertedIndex:
         scores, matched = self._docs.accumulate(query.ids, query.weights, track=signed)
         if passage_weight <= 0 or not self._passages.n_alive:
             return _Scored(scores, matched, None)
-        weights = self._passage_weights(query)
-        passage_scores, _ = self._passages.accumulate(query.ids, weights, track=False)
+        passage_scores = self._passage_scores(query)
         hit = np.flatnonzero(passage_scores > 0)
         best = np.zeros(len(scores))
         np.maximum.at(best, self._owner.data[hit], passage_scores[hit])
@@ -967,9 +971,10 @@ class InvertedIndex:
                 ranked = self._rank(scores, np.flatnonzero(matched), top_k, token_budget)
             if ranked and min_coverage > 0 and self._coverage(ranked[0], query) < min_coverage:
                 return []
-            best = [
-                self._best_passage(slot, scored.passage_scores, similarities) for slot in ranked
-            ]
+            passage_scores = scored.passage_scores
+            if passage_scores is None and self._needs_words_for_passages(ranked, similarities):
+                passage_scores = self._passage_scores(query)
+            best = [self._best_passage(slot, passage_scores, similarities) for slot in ranked]
             explained = (
                 self._contributions(ranked, query, passage_weight, scored.passage_scores)
                 if explain
@@ -1018,6 +1023,20 @@ class InvertedIndex:
             if own[best] > 0:
                 return passages.first + best
         return None
+
+    def _needs_words_for_passages(self, slots: list[int], similarities: F32Array | None) -> bool:
+        """Whether, routing by meaning with passages unscored by words (``passage_weight=0``),
+        some routed document still waits for its vectors: its passage is then the best by
+        words, which must be scored for it. (By words only, ``passage_weight=0`` reports no
+        passage: whole documents were asked for.)"""
+        if similarities is None or not self._passages.n_alive:
+            return False
+        return any(
+            (passages := self._doc_passages[slot]) is not None
+            and passages.count > 0
+            and not np.isfinite(similarities[passages.first])
+            for slot in slots
+        )
 
     def _top_scoring_unit(self, slot: int, passage_scores: FloatArray | None) -> int | None:
         """The passage unit whose BM25 ``_accumulate`` added to this document's score (any of

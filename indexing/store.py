@@ -212,6 +212,16 @@ class Expanded:
 
 
 @dataclass(frozen=True)
+class ExpansionClaim:
+    """A process's hold on one version while it is described (``Store.claim_expansion``)."""
+
+    #: Unix time at which the claim lapses, and by which it is released.
+    until: float
+    #: The version held.
+    content_hash: str
+
+
+@dataclass(frozen=True)
 class ExpansionDue:
     """A document whose current version has no generated description yet."""
 
@@ -719,28 +729,40 @@ class Store:
         with self.writing() as session:
             return bool(session.connection().execute(statement).rowcount == 1)
 
-    def claim_expansion(self, document_id: str, *, seconds: float) -> float | None:
-        """Hold the document's current version for ``seconds`` while this process asks for its
-        description; returns the claim (its expiry, for ``release_expansion``), or ``None`` if
-        the version is described already or another process holds an unlapsed claim. One
-        statement, so two processes cannot both win."""
+    def claim_expansion(
+        self, document_id: str, *, file_id: str, seconds: float
+    ) -> ExpansionClaim | None:
+        """Hold the document's version whose file is ``file_id`` for ``seconds`` while this
+        process asks for its description; returns the claim (for ``release_expansion``, and
+        the content hash of the version held), or ``None`` if that is no longer the document's
+        version, it is described already, or another process holds an unlapsed claim. One
+        statement decides, so two processes cannot both win."""
         contents = SQLModel.metadata.tables["contents"]
+        docs = SQLModel.metadata.tables["documents"]
+        current = sa_select(docs.c.id).where(docs.c.id == document_id, docs.c.file_id == file_id)
         now = time.time()
         until = now + seconds
         statement = (
             update(contents)
             .where(
                 contents.c.document_id == document_id,
+                contents.c.document_id.in_(current),
                 contents.c.expansion.is_(None),
                 _unclaimed(contents, now),
             )
             .values(expansion_claimed_until=until)
         )
+        held = sa_select(contents.c.content_hash).where(
+            contents.c.document_id == document_id, contents.c.expansion_claimed_until == until
+        )
         with self.writing() as session:
-            won = session.connection().execute(statement).rowcount == 1
-        return until if won else None
+            connection = session.connection()
+            if connection.execute(statement).rowcount != 1:
+                return None
+            content_hash: str = connection.execute(held).scalar_one()
+        return ExpansionClaim(until=until, content_hash=content_hash)
 
-    def release_expansion(self, document_id: str, claim: float) -> None:
+    def release_expansion(self, document_id: str, claim: ExpansionClaim) -> None:
         """Give up a claim (``claim_expansion``) once the request is over, so that a document
         left undescribed can be asked about again without waiting for it to lapse. Only that
         claim: a newer version may be another process's by now."""
@@ -749,7 +771,7 @@ class Store:
             update(contents)
             .where(
                 contents.c.document_id == document_id,
-                contents.c.expansion_claimed_until == claim,
+                contents.c.expansion_claimed_until == claim.until,
             )
             .values(expansion_claimed_until=None)
         )

@@ -77,12 +77,20 @@ class ClaudeDescriber:
     become ``DescribeFailed``. ``client`` should not retry by itself (``max_retries=0``)."""
 
     def __init__(
-        self, client: anthropic.Anthropic, *, model: str, max_tokens: int = 1024, attempts: int = 2
+        self,
+        client: anthropic.Anthropic,
+        *,
+        model: str,
+        max_tokens: int = 1024,
+        attempts: int = 2,
+        timeout: float = 60.0,
     ):
         self.client = client
         self.model = model
         self.max_tokens = max_tokens
         self.attempts = max(1, attempts)
+        #: Each attempt may take ``timeout`` seconds, with half a second between them.
+        self.longest_request = self.attempts * (timeout + 0.5)
 
     def describe(self, title: str, text: str) -> Description:
         body = self.request(title, text)
@@ -159,4 +167,6 @@ def make_describer(settings: Settings) -> ClaudeDescriber | None:
     # The loop tries again later by itself: the SDK must not wait out a 429's retry-after.
     client = anthropic_client(settings).with_options(max_retries=0)
     attempts = 1 + min(1, settings.anthropic_max_retries)
-    return ClaudeDescriber(client, model=settings.expand_model, attempts=attempts)
+    return ClaudeDescriber(
+        client, model=settings.expand_model, attempts=attempts, timeout=settings.anthropic_timeout
+    )

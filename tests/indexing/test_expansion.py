@@ -5,6 +5,7 @@ and is never stored over a document that changed while the model wrote it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from indexing.ingest import (
 )
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
-from indexing.store import Expanded, Retitled, SummaryOutdated
+from indexing.store import Expanded, ExpansionClaim, Retitled, SummaryOutdated
 from service.router import RoutingOptions, route
 from tests.indexing.conftest import OpenPool
 from tests.indexing.test_semantic import needs_model
@@ -42,6 +43,7 @@ class Describer:
     """Describes from a table by title, records what it read, and can fail or act meanwhile."""
 
     model = "test-describer"
+    longest_request = 1.0
 
     def __init__(self, texts: dict[str, str] | None = None) -> None:
         self.texts = texts or {}
@@ -367,26 +369,77 @@ def test_a_claimed_document_is_left_to_its_claimant_until_released_or_lapsed(
 ) -> None:
     ids = ingest_all(pool)
     animals, parking = ids["Animals at work"], ids["Parking"]
-    claim = pool.store.claim_expansion(animals, seconds=60)
-    assert claim is not None
-    assert pool.store.claim_expansion(animals, seconds=60) is None  # held
+    files = {d.document_id: d.file_id for d in pool.store.awaiting_expansion(limit=10)}
+
+    def claim(document_id: str, seconds: float = 60) -> ExpansionClaim | None:
+        return pool.store.claim_expansion(document_id, file_id=files[document_id], seconds=seconds)
+
+    held = claim(animals)
+    assert held is not None
+    assert held.content_hash == pool.store.get_content(animals).content_hash
+    assert claim(animals) is None  # held
     assert [d.document_id for d in pool.store.awaiting_expansion(limit=10)] == [parking]
     assert pool.store.count_awaiting_expansion() == 2  # still waiting, whoever asks
-    pool.store.release_expansion(animals, claim + 1)  # not this claim: nothing changes
-    assert pool.store.claim_expansion(animals, seconds=60) is None
-    pool.store.release_expansion(animals, claim)
-    assert pool.store.claim_expansion(animals, seconds=-1) is not None  # lapsed at once
-    lapsed_then_taken = pool.store.claim_expansion(animals, seconds=60)
-    assert lapsed_then_taken is not None
-    # a new version is a new row: unclaimed, whoever held the old one
+    pool.store.release_expansion(animals, replace(held, until=held.until + 1))  # not this one
+    assert claim(animals) is None
+    pool.store.release_expansion(animals, held)
+    assert claim(animals, seconds=-1) is not None  # lapsed at once
+    assert claim(animals) is not None
+    # a claim is on a version: a new one is a new row, unclaimed whoever held the old one,
+    # and a process that read the old version cannot claim the new one by mistake
     changed = IngestRequest(
         source="Animals at work", data=b"No animals.", filename="a.txt", title="Animals at work"
     )
     assert ingest(pool, changed).status == "updated"
-    assert {d.document_id for d in pool.store.awaiting_expansion(limit=10)} == {animals, parking}
+    assert claim(animals) is None
+    due = {d.document_id: d.file_id for d in pool.store.awaiting_expansion(limit=10)}
+    assert set(due) == {animals, parking} and due[animals] != files[animals]
     # a described version cannot be claimed
     assert expand(pool, Describer()).described == 2
-    assert pool.store.claim_expansion(parking, seconds=60) is None
+    assert claim(parking) is None
+
+
+def test_a_version_replaced_before_its_claim_is_not_paid_for(pool: Pool) -> None:
+    """The loop read the old version's file; the new one is left for the next look, and only
+    the new one is described."""
+    ingest_all(pool)
+    describer = Describer()
+    stale = pool.store.awaiting_expansion(limit=10)
+    changed = IngestRequest(
+        source="Parking", data=b"Park anywhere now.", filename="a.txt", title="Parking"
+    )
+    assert ingest(pool, changed).status == "updated"
+    import indexing.expansion as expansion_module
+
+    outcomes = [expansion_module._describe(pool, describer, due) for due in stale]
+    assert sum(o.lost for o in outcomes) == 1 and sum(o.described for o in outcomes) == 1
+    assert expand(pool, describer).described == 1
+    assert [text for _, text in describer.read].count("Park anywhere now.") == 1
+
+
+def test_a_version_replaced_between_claim_and_read_is_not_paid_for(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ingest_all(pool)
+    store = pool.store
+    real_get_content = store.get_content
+
+    def replaced_first(document_id: str) -> Any:
+        if document_id == ids["Parking"]:
+            changed = IngestRequest(
+                source="Parking", data=b"Park anywhere now.", filename="a.txt", title="Parking"
+            )
+            monkeypatch.setattr(store, "get_content", real_get_content)
+            assert ingest(pool, changed).status == "updated"
+        return real_get_content(document_id)
+
+    monkeypatch.setattr(store, "get_content", replaced_first)
+    describer = Describer()
+    report = expand(pool, describer, workers=1)
+    assert report.lost == 1 and "Parking" not in [t for t, _ in describer.read]
+    assert expand(pool, describer).described == 1
+    assert [text for _, text in describer.read].count("Park anywhere now.") == 1
+    assert store.count_awaiting_expansion() == 0
 
 
 def test_two_processes_describe_each_document_once(open_pool: OpenPool) -> None:

@@ -313,8 +313,8 @@ def test_the_span_is_the_closest_passage_when_there_are_vectors() -> None:
         spans = {h.entry.file_id: h.passage for h in hits}
         assert spans["a"] == (10, 19)  # matched by meaning only: its closest passage
         assert spans["b"] == (10, 19)  # closest in meaning, though its first holds the word
-        # no vectors yet: the passage that matched by words, if the words were scored
-        assert spans["c"] == ((10, 19) if weight else None)
+        # no vectors yet: the passage that matched by words, scored for it if need be
+        assert spans["c"] == (10, 19)
     # no question vector: the passage that matched by words
     assert [h.passage for h in index.search(["term"], top_k=1)] == [(0, 9)]
 

@@ -193,6 +193,13 @@ def test_no_describer_unless_asked(claude_settings: Settings) -> None:
     describer = make_describer(claude_settings.model_copy(update={"expand": True}))
     assert isinstance(describer, ClaudeDescriber) and describer.model == "claude-haiku-5-5"
     describer.client.close()
+    # a claim on a document outlasts the longest request the describer can make
+    slow = claude_settings.model_copy(
+        update={"expand": True, "anthropic_timeout": 600, "anthropic_max_retries": 3}
+    )
+    describer = make_describer(slow)
+    assert describer is not None and describer.longest_request == 2 * 600.5
+    describer.client.close()
 
 
 # ------------------------------------------------------------------------------ end to end
