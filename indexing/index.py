@@ -972,7 +972,12 @@ class InvertedIndex:
             if ranked and min_coverage > 0 and self._coverage(ranked[0], query) < min_coverage:
                 return []
             passage_scores = scored.passage_scores
-            if passage_scores is None and self._needs_words_for_passages(ranked, similarities):
+            by_meaning = query_vector is not None and semantic_weight > 0
+            if (
+                passage_scores is None
+                and by_meaning
+                and self._needs_words_for_passages(ranked, similarities)
+            ):
                 passage_scores = self._passage_scores(query)
             best = [self._best_passage(slot, passage_scores, similarities) for slot in ranked]
             explained = (
@@ -1026,15 +1031,15 @@ class InvertedIndex:
 
     def _needs_words_for_passages(self, slots: list[int], similarities: F32Array | None) -> bool:
         """Whether, routing by meaning with passages unscored by words (``passage_weight=0``),
-        some routed document still waits for its vectors: its passage is then the best by
-        words, which must be scored for it. (By words only, ``passage_weight=0`` reports no
-        passage: whole documents were asked for.)"""
-        if similarities is None or not self._passages.n_alive:
+        some routed document has no vectors yet (``similarities`` is None when no document
+        has any): its passage is then the best by words, which must be scored for it. (By
+        words only, ``passage_weight=0`` reports no passage: whole documents were asked for.)"""
+        if not self._passages.n_alive:
             return False
         return any(
             (passages := self._doc_passages[slot]) is not None
             and passages.count > 0
-            and not np.isfinite(similarities[passages.first])
+            and (similarities is None or not np.isfinite(similarities[passages.first]))
             for slot in slots
         )
 

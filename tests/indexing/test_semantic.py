@@ -319,6 +319,18 @@ def test_the_span_is_the_closest_passage_when_there_are_vectors() -> None:
     assert [h.passage for h in index.search(["term"], top_k=1)] == [(0, 9)]
 
 
+def test_a_pool_with_no_vectors_yet_reports_passages_by_words() -> None:
+    """Routing by meaning in a pool that no document has vectors for yet (a new one, or one
+    just switched to semantic routing): with passages unscored by words, they are scored for
+    the report; by words only, passage weight 0 reports none, as asked."""
+    index = InvertedIndex()
+    index.add(entry("c", [("nothing", None), ("query here", None)]))
+    for weight in (0.0, 1.0):
+        (hit,) = index.search(["query"], top_k=1, query_vector=unit(1), passage_weight=weight)
+        assert hit.passage == (10, 19)
+    assert index.search(["query"], top_k=1, passage_weight=0.0)[0].passage is None
+
+
 def test_contributions_explain_bm25_through_the_passage_that_scored() -> None:
     """With meaning and a passage weight, the passage reported (the closest) need not be the
     one whose BM25 was added: the explanation follows the score, not the report."""
