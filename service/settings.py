@@ -185,6 +185,12 @@ class Settings(BaseSettings):
     )
     audit_days: float = Field(default=90, gt=0, description="Days an audit entry is kept.")
 
+    @field_validator("passage_weight", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """``KPOOL_PASSAGE_WEIGHT=`` (blank) leaves the default that depends on meaning."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -225,7 +225,9 @@ def test_semantic_routing_is_on_unless_switched_off(
     assert not Settings(home=tmp_path).pool_config().semantic
     by_words = Settings(home=tmp_path).routing_options()
     assert (by_words.semantic_weight, by_words.passage_weight) == (0.0, 1.0)
-    # a passage weight that is set applies either way
+    # blank is unset; a passage weight that is set applies either way
+    monkeypatch.setenv("KPOOL_PASSAGE_WEIGHT", " ")
+    assert Settings(home=tmp_path).routing_options().passage_weight == 1.0
     monkeypatch.setenv("KPOOL_PASSAGE_WEIGHT", "0.5")
     for semantic in ("0", "1"):
         monkeypatch.setenv("KPOOL_SEMANTIC", semantic)
