@@ -427,14 +427,13 @@ def test_a_failed_answer_is_still_charged_for_its_reranking(
 
 
 def test_the_audit_entry_gives_reranking_its_share_of_an_answers_tokens(
-    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+    reranking: TestClient, claude_settings: Settings, fake_anthropic: FakeAnthropic
 ) -> None:
-    settings = claude_settings.model_copy(update={"rerank": "always"})
-    with TestClient(create_app(settings, pool=claude_pool)) as client:
-        fake_anthropic.messages.script_reply(tool_reply([1]), stop_reason="tool_use")
-        answer = client.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
-        (entry,) = client.get("/v1/audit").json()["data"]
+    fake_anthropic.messages.script_reply(tool_reply([1]), stop_reason="tool_use")
+    answer = reranking.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    (entry,) = reranking.get("/v1/audit").json()["data"]
     judgement, answering = fake_anthropic.messages.bodies()
+    settings = claude_settings
     assert judgement["model"] == settings.rerank_model and answering["model"] == settings.model
     assert entry["outcome"] == "answered" and entry["usage"] == answer["usage"]
     rerank = entry["rerank"]
