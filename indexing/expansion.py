@@ -39,7 +39,7 @@ from indexing.ingest import indexed_passages, summarise
 from indexing.models import Content
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
-from indexing.store import Expanded, ExpansionClaim, ExpansionDue
+from indexing.store import Expanded, ExpansionClaim, ExpansionDue, SummaryMadeOtherwise
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,7 @@ def _describe_claimed(
     spent = ExpandReport(input_tokens=described.input_tokens, output_tokens=described.output_tokens)
     try:
         summary = summarise(pool, due.title, content.text, described.text)
+        plain = summarise(pool, due.title, content.text)
         vector = _description_vector(pool, due, content.text, described.text)
         stored = pool.store.add_expansion(
             Expanded(
@@ -249,8 +250,14 @@ def _describe_claimed(
                 length=summary.length,
                 passages=summary.passages,
                 description_vector=vector,
+                based_on=(plain.terms, plain.length, plain.passages),
             )
         )
+    except SummaryMadeOtherwise as exc:  # a re-index under new parameters: wait for it
+        log.warning("description of document %s not stored: %s", due.document_id, exc)
+        pool.expansion_refused.add(due.file_id)
+        spent.failed, spent.last_failure = 1, "stored under other parameters (kpool reindex?)"
+        return spent
     except Exception as exc:  # paid for already: not asked again by this process
         log.exception("could not store the description of document %s", due.document_id)
         pool.expansion_refused.add(due.file_id)

@@ -177,6 +177,11 @@ class SummaryOutdated(Exception):
     """A ``Retitled`` summary was made from a version the document has moved on from."""
 
 
+class SummaryMadeOtherwise(Exception):
+    """A description's summary extends a summary other than the one stored: the stored one
+    was made under other parameters (a ``kpool reindex`` with new ones under way or done)."""
+
+
 @dataclass(frozen=True)
 class Retitled:
     """A document's summary made again under a new title from the text of the version whose
@@ -209,6 +214,9 @@ class Expanded:
     #: The description passage's sentence vector, when the describing process made one: the
     #: text's passages then keep the vectors they have, and only this one is new.
     description_vector: np.ndarray | None = None
+    #: The summary of the text alone under the describing process's parameters
+    #: (``indexing.ingest.summarise`` without the description): the stored one must be it.
+    based_on: tuple[dict[str, int], int, PassageVectors] | None = None
 
 
 @dataclass(frozen=True)
@@ -685,6 +693,10 @@ class Store:
             if not current:
                 return False
             assert content is not None and summary is not None
+            if e.based_on is not None and not _summary_is(summary, *e.based_on):
+                raise SummaryMadeOtherwise(
+                    f"the stored summary of {e.document_id} was made under other parameters"
+                )
             content.expansion = e.text
             content.expansion_model = e.model
             content.expansion_input_tokens = e.input_tokens
@@ -985,6 +997,20 @@ def _described_vectors(
         return passages
     kept = np.frombuffer(stored, dtype="<f2").reshape(rows, width)
     return passages.with_embeddings(np.vstack([kept, description.reshape(1, width)]))
+
+
+def _summary_is(
+    summary: Summary, terms: dict[str, int], length: int, passages: PassageVectors
+) -> bool:
+    """Whether the stored summary holds these terms, length and passages."""
+    hashes, counts = TermVector.from_counts(terms).to_bytes()
+    layout = passages.to_bytes()[2]
+    return (
+        summary.term_hashes == hashes
+        and summary.term_counts == counts
+        and summary.length == length
+        and (summary.passage_layout or b"") == layout
+    )
 
 
 def _unclaimed(contents: Any, now: float) -> Any:

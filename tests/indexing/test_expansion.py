@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from indexing.analyzer import AnalyzerParams
 from indexing.errors import DocumentNotFound
 from indexing.expansion import DescribeFailed, Description, expand
 from indexing.ingest import (
@@ -22,9 +23,11 @@ from indexing.ingest import (
     update_metadata,
     vectorise,
 )
+from indexing.models import Summary
 from indexing.pool import Pool
 from indexing.semantic import passage_vectors
 from indexing.store import Expanded, ExpansionClaim, Retitled, SummaryOutdated
+from indexing.store import _summary_is as summary_is
 from service.router import RoutingOptions, route
 from tests.indexing.conftest import OpenPool
 from tests.indexing.test_semantic import needs_model
@@ -495,6 +498,40 @@ def test_a_description_landing_during_a_reindex_is_kept(
     pool.refresh()
     assert titles(pool, "what about my dog?")[0] == "Animals at work"
     assert pool.store.get_content(ids["Animals at work"]).expansion == DOG_DESCRIPTION
+
+
+def test_a_description_over_a_summary_reindexed_otherwise_is_not_stored(
+    open_pool: OpenPool,
+) -> None:
+    """A server on the old parameters describes a document that a ``kpool reindex`` under
+    new ones has already done: storing it would put an old-parameter summary back. It is not
+    stored, not asked about again by that process, and counts as a failure (three in a row
+    pause the loop)."""
+    old = open_pool()
+    ids = ingest_all(old)
+    new = open_pool(check_params=False, analyzer=AnalyzerParams(stopwords="none"))
+    describer = Describer()
+
+    def reindexed_meanwhile(title: str) -> None:
+        if title == "Parking":
+            reindex(new)
+
+    describer.meanwhile = reindexed_meanwhile
+    report = expand(old, describer, workers=1)
+    parking = ids["Parking"]
+    # the other document, described before or after the re-index, fared the same or landed
+    assert report.failed >= 1 and report.described + report.failed == 2
+    assert report.last_failure is not None and "other parameters" in report.last_failure
+    assert old.store.get_content(parking).expansion is None
+    assert expand(old, describer).handled == 0  # not asked again by this process
+    # the re-index's summary stands
+    file_id = old.store.get_document(parking).file_id
+    with new.store.session() as session:
+        stored = session.get(Summary, file_id)
+        made_anew = summarise(new, "Parking", DOCUMENTS["Parking"])
+        assert stored is not None and summary_is(
+            stored, made_anew.terms, made_anew.length, made_anew.passages
+        )
 
 
 def test_deleting_a_document_takes_its_description(pool: Pool) -> None:
