@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indexing.attributes import check_attributes
 from indexing.errors import FileTooLarge, InvalidInput, PoolError
 from indexing.extract import check_size
 from indexing.ingest import IngestRequest, Outcome, Recovery, delete_document, ingest, recover
@@ -77,6 +78,11 @@ def read_manifest(path: Path) -> dict[str, ManifestEntry]:
         raw = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InvalidInput(f"cannot read manifest {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"manifest {path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start:,}); save it as UTF-8"
+        ) from None
     rows = _jsonl_rows(path, raw) if path.suffix.lower() == ".jsonl" else _csv_rows(path, raw)
     entries: dict[str, ManifestEntry] = {}
     for line, row in rows:
@@ -94,9 +100,12 @@ def read_manifest(path: Path) -> dict[str, ManifestEntry]:
 
 def _csv_rows(path: Path, raw: str) -> list[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(raw.splitlines())
-    if reader.fieldnames is None or "path" not in reader.fieldnames:
-        raise InvalidInput(f"{path}: a CSV manifest needs a header row with a 'path' column")
-    return [(number + 2, row) for number, row in enumerate(reader)]
+    try:
+        if reader.fieldnames is None or "path" not in reader.fieldnames:
+            raise InvalidInput(f"{path}: a CSV manifest needs a header row with a 'path' column")
+        return [(number + 2, row) for number, row in enumerate(reader)]
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
 
 
 def _jsonl_rows(path: Path, raw: str) -> list[tuple[int, dict[str, Any]]]:
@@ -108,6 +117,8 @@ def _jsonl_rows(path: Path, raw: str) -> list[tuple[int, dict[str, Any]]]:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        except RecursionError:
+            raise InvalidInput(f"{path}:{number}: nested too deeply") from None
         if not isinstance(row, dict):
             raise InvalidInput(f"{path}:{number}: each line must be a JSON object")
         rows.append((number, row))
@@ -132,8 +143,11 @@ def _as_dict(value: Any, path: Path, line: int) -> dict[str, Any]:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}:{line}: attributes must be a JSON object") from exc
+        except RecursionError:
+            raise InvalidInput(f"{path}:{line}: attributes are nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{path}:{line}: attributes must be a JSON object")
+    check_attributes(value, where=f"{path}:{line}: attributes")
     return value
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import io
 import logging
+import math
 import re
 import threading
 import unicodedata
@@ -469,7 +470,8 @@ def _markdown_heading(text: str) -> str | None:
 
 
 def _jsonable(filename: str, mapping: dict[Any, Any]) -> dict[str, Any]:
-    """Copy YAML values into JSON types (dates become ISO strings, unknown types strings).
+    """Copy YAML values into JSON types (dates become ISO strings; unknown types and the
+    numbers JSON cannot hold, strings).
 
     YAML aliases can make a few bytes describe an exponentially large tree, or a cycle, so the
     copy counts nodes and depth and gives up past fixed budgets.
@@ -489,6 +491,8 @@ def _jsonable(filename: str, mapping: dict[Any, Any]) -> dict[str, Any]:
             return [convert(val, depth + 1) for val in item]
         if isinstance(item, (datetime, date)):
             return item.isoformat()
+        if isinstance(item, float) and not math.isfinite(item):
+            return str(item)  # YAML's .nan and .inf have no JSON number
         if item is None or isinstance(item, (str, int, float, bool)):
             return item
         return str(item)

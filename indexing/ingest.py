@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import Any, Literal
 
+from indexing.attributes import check_attributes
 from indexing.errors import (
     Conflict,
     DocumentNotFound,
@@ -179,6 +180,7 @@ def _detached(exc: PoolError) -> PoolError:
 
 def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
     check_source(request.source)
+    check_attributes(request.attributes)
     if request.title:  # a manifest's or a script's title is shown as any title is
         request = replace(request, title=clean_title(request.title)[:MAX_TITLE_CHARS] or None)
     if not request.name:
@@ -201,15 +203,22 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
     extracted = extract(
         request.name, request.data, pool.config.limits, declared_type=request.content_type
     )
+    check_attributes(extracted.metadata, where=f"{request.name}: front matter")
+    attributes = {**extracted.metadata, **request.attributes}
     if existing is not None:
-        # A new version keeps who may see it and how it is tagged unless the request says
-        # otherwise: a cron run without --group must not make a restricted document public.
+        # A new version keeps who may see it, how it is tagged and what else is said of it
+        # unless the request says otherwise: a cron run without --group must not make a
+        # restricted document public, nor one without attributes drop those set by hand.
+        # The new file's own front matter wins over what is kept.
         request = replace(
             request,
             tags=request.tags or tuple(existing.tags),
             groups=request.groups or tuple(existing.groups),
         )
-    version = _new_version(pool, request, extracted, digest)
+        if not request.attributes:
+            attributes = {**existing.attributes, **extracted.metadata}
+    check_attributes(attributes)
+    version = _new_version(pool, request, extracted, digest, attributes)
     status: Status = "added" if existing is None else "updated"
     if dry_run:
         return Outcome(request.source, status, title=version.title, reason="dry run")
@@ -259,6 +268,8 @@ def update_metadata(
 ) -> Document:
     """Change a document's metadata without a new upload. A new title makes its BM25 summary
     again (title words are document words) and, after, its passages' vectors."""
+    if attributes is not None:
+        check_attributes(attributes)
     for _ in range(RETITLE_ATTEMPTS):
         retitled = None
         doc = pool.store.get_document(document_id)
@@ -303,7 +314,11 @@ def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:
 
 
 def _new_version(
-    pool: Pool, request: IngestRequest, extracted: Extracted, digest: str
+    pool: Pool,
+    request: IngestRequest,
+    extracted: Extracted,
+    digest: str,
+    attributes: dict[str, Any],
 ) -> NewVersion:
     summary = summarise(pool, _title(request, extracted), extracted.text)
     _, upload_bytes, mime_type = upload_payload(request.name, request.data, extracted)
@@ -321,7 +336,7 @@ def _new_version(
         warnings=list(extracted.warnings),
         tags=list(request.tags),
         groups=list(request.groups),
-        attributes={**extracted.metadata, **request.attributes},
+        attributes=attributes,
         terms=summary.terms,
         length=summary.length,
         passages=summary.passages,

@@ -33,6 +33,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from indexing.attributes import check_attributes
 from indexing.errors import DocumentNotFound, FileTooLarge, InvalidInput, PoolError
 from indexing.filenames import check_source, sanitise_filename, unsafe_character
 from indexing.filters import Condition
@@ -71,6 +72,16 @@ def _shown_safely(value: str) -> str:
     return value
 
 
+def _storable(attributes: dict[str, Any]) -> dict[str, Any]:
+    try:
+        check_attributes(attributes)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+    return attributes
+
+
+Attributes = Annotated[dict[str, Any], AfterValidator(_storable)]
+
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS),
@@ -93,7 +104,7 @@ class DocumentUpdate(BaseModel):
     title: Title | None = None
     tags: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
     groups: list[Label] | None = Field(default=None, max_length=MAX_LABELS)
-    attributes: dict[str, Any] | None = Field(default=None, description="Replaces them whole.")
+    attributes: Attributes | None = Field(default=None, description="Replaces them whole.")
 
     @model_validator(mode="after")
     def _changes_something(self) -> DocumentUpdate:
@@ -323,8 +334,11 @@ class Upload:
             attributes = json.loads(raw)
         except ValueError as exc:
             raise InvalidInput(f"form field 'attributes' is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidInput("form field 'attributes' is nested too deeply") from None
         if not isinstance(attributes, dict):
             raise InvalidInput("form field 'attributes' must be a JSON object")
+        check_attributes(attributes, where="form field 'attributes'")
         return attributes
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from indexing.bulk import BulkReport, bulk_ingest
+from indexing.errors import InvalidInput
 from indexing.extract import ExtractLimits
 from indexing.files import FilesBackend, RemoteFile
 from indexing.models import Document
@@ -169,6 +170,43 @@ def test_a_manifest_gives_titles_tags_and_groups_and_options_apply_to_every_file
         ),
         "security.md": ("Screen locking", ["2024"], ["everyone"]),
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "manifest", "needle"),
+    [
+        ("manifest.csv", "path,title\nleave.md,Caf\xe9\n".encode("latin-1"), "is not UTF-8"),
+        ("manifest.csv", b"path,title\nleave.md," + b"t" * 200_000 + b"\n", "not valid CSV"),
+        ("manifest.jsonl", b'{"path": "leave.md"\n', "not valid JSON"),
+        ("manifest.jsonl", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            "manifest.jsonl",
+            b'{"path": "leave.md", "attributes": {"year": NaN}}',
+            ":1: attributes.year is nan; JSON numbers must be finite",
+        ),
+        (
+            "manifest.jsonl",
+            b'{"path": "leave.md", "attributes": {"owner": "a\\u0000"}}',
+            "attributes.owner contains a NUL",
+        ),
+        (
+            "manifest.csv",
+            b'path,attributes\nleave.md,"{""year"": Infinity}"\n',
+            ":2: attributes.year is inf",
+        ),
+    ],
+)
+def test_a_bad_manifest_is_refused_before_anything_is_ingested(
+    pool: Pool, root: Path, name: str, manifest: bytes, needle: str
+) -> None:
+    write(root / "leave.md", LEAVE)
+    (root / name).write_bytes(manifest)
+
+    with pytest.raises(InvalidInput) as refused:
+        bulk_ingest(pool, [root / "leave.md"], manifest=root / name)
+
+    assert needle in str(refused.value)
+    assert pool.store.count_documents() == 0
 
 
 # ------------------------------------------------------------------- counts, concurrency, prune

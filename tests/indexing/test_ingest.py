@@ -8,7 +8,7 @@ leaves nothing half-written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -578,6 +578,45 @@ def test_a_new_version_keeps_its_groups_and_tags_unless_the_request_sets_them(po
     doc = pool.store.get_document(second.document_id or "")
     assert doc.groups == ["hr"] and doc.tags == ["pay"]
     assert pool.index.search(pool.analyzer.terms("pay bands"), top_k=5, groups=[]) == []
+
+
+def test_a_new_version_keeps_its_attributes_under_its_own_front_matter(pool: Pool) -> None:
+    first = add(pool, "/docs/pay.md", "Pay bands. " + LEAVE, attributes={"owner": "hr", "year": 1})
+    # The file now says its own year; the owner, set by hand, stays.
+    add(pool, "/docs/pay.md", "---\nyear: 2\n---\nPay bands, revised. " + LEAVE)
+    assert pool.store.get_document(first.document_id or "").attributes == {"owner": "hr", "year": 2}
+
+    # Attributes given with a version replace the kept ones, as tags and groups do.
+    add(pool, "/docs/pay.md", "Pay bands, third. " + LEAVE, attributes={"owner": "finance"})
+    assert pool.store.get_document(first.document_id or "").attributes == {"owner": "finance"}
+
+
+def test_front_matter_numbers_json_cannot_hold_are_kept_as_text(pool: Pool) -> None:
+    outcome = add(pool, "/docs/pay.md", "---\nscore: .nan\nlimit: -.inf\n---\n" + LEAVE)
+
+    assert outcome.status == "added", outcome.reason
+    doc = pool.store.get_document(outcome.document_id or "")
+    assert doc.attributes == {"score": "nan", "limit": "-inf"}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "needle"),
+    [
+        ({"data": b'---\nowner: "a\\0b"\n---\n' + LEAVE.encode()}, "pay.md: front matter"),
+        ({"attributes": {"score": float("nan")}}, "attributes.score is nan"),
+        ({"attributes": {"owner": "x\x00"}}, "attributes.owner contains a NUL"),
+    ],
+)
+def test_unstorable_attributes_fail_the_file_and_leave_nothing_behind(
+    pool: Pool, metadata: dict[str, Any], needle: str
+) -> None:
+    request = IngestRequest(source="/docs/pay.md", data=LEAVE.encode())
+    outcome = ingest(pool, replace(request, **metadata))
+
+    assert outcome.status == "failed" and needle in outcome.reason
+    assert pool.store.count_documents() == 0
+    assert remote_ids(pool.backend) == set()
+    assert pool.store.intents() == []
 
 
 def test_a_running_pool_stops_applying_summaries_reindexed_with_other_parameters(

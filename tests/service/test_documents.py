@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +269,71 @@ def test_malformed_upload_forms_are_400(
 
     assert needle in message
     assert footprint(sample_pool) == before
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
+
+
+def nested_json(depth: int) -> str:
+    """``depth`` objects inside each other, written out as text: too deep to build as a dict
+    and serialise with ``json.dumps`` at the larger depths."""
+    return '{"x":' * (depth - 1) + '{"leaf":1}' + "}" * (depth - 1)
+
+
+UNSTORABLE_ATTRIBUTES = [
+    pytest.param(nested_json(17), "nested more than 16 levels", id="deep"),
+    pytest.param(nested_json(300), "nested more than 16 levels", id="deeper-than-serialisers"),
+    # Too deep for Python's JSON parser: a PUT body is refused whole before it is read.
+    pytest.param(nested_json(5000), "", id="deeper-than-python"),
+    pytest.param('{"score": NaN}', "finite", id="nan"),
+    pytest.param('{"score": [1, -Infinity]}', "finite", id="infinity"),
+    pytest.param('{"owner": "a\\u0000b"}', "NUL", id="nul-value"),
+    pytest.param('{"a\\u0000": 1}', "NUL", id="nul-key"),
+    pytest.param('{"owner": "\\ud800"}', "lone surrogate", id="surrogate"),
+    pytest.param('{"notes": "%s"}' % ("n" * 70_000), "65,536", id="huge"),
+]
+
+
+@pytest.mark.parametrize(("attributes", "needle"), UNSTORABLE_ATTRIBUTES)
+def test_an_upload_with_unstorable_attributes_is_400_and_stores_nothing(
+    client: TestClient, sample_pool: Pool, attributes: str, needle: str
+) -> None:
+    before = footprint(sample_pool)
+
+    response = upload(client, "bees.md", BEES, attributes=attributes)
+
+    assert needle in assert_error(response, 400, "invalid_request")
+    assert footprint(sample_pool) == before
+    assert client.get("/v1/documents").status_code == 200
+
+
+@pytest.mark.parametrize(("attributes", "needle"), UNSTORABLE_ATTRIBUTES)
+def test_put_refuses_unstorable_attributes_and_keeps_the_old_ones(
+    client: TestClient, attributes: str, needle: str
+) -> None:
+    doc = upload(client, "bees.md", BEES, attributes='{"owner": "facilities"}').json()
+    body = f'{{"attributes": {attributes}}}'
+
+    response = client.put(
+        f"/v1/documents/{doc['id']}", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code in (400, 422)
+    assert needle in response.text
+    assert client.get(f"/v1/documents/{doc['id']}").json()["attributes"] == {"owner": "facilities"}
+    assert client.get("/v1/documents").status_code == 200
+
+
+def test_attributes_at_the_depth_limit_are_kept(client: TestClient) -> None:
+    doc = upload(client, "bees.md", BEES, attributes=json.dumps(nested(16))).json()
+
+    assert doc["attributes"] == nested(16)
+    listed = client.get("/v1/documents").json()["data"]
+    assert [d["attributes"] for d in listed if d["id"] == doc["id"]] == [nested(16)]
 
 
 def test_a_file_over_the_size_limit_is_413(small_limit_client: TestClient) -> None:
