@@ -48,7 +48,7 @@ from indexing.errors import (
     UpstreamUnavailable,
 )
 from indexing.extract import Extracted, check_upload, extract, upload_payload
-from indexing.filenames import check_source, clean_title, sanitise_filename
+from indexing.filenames import check_source, clean_title, sanitise_filename, unsafe_character
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
 from indexing.passages import Passage, PassageParams, passage_text, split_passages
@@ -180,6 +180,7 @@ def _detached(exc: PoolError) -> PoolError:
 
 def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -> Outcome:
     check_source(request.source)
+    check_labels(request.tags, request.groups)
     check_attributes(request.attributes)
     if request.title:  # a manifest's or a script's title is shown as any title is
         request = replace(request, title=clean_title(request.title)[:MAX_TITLE_CHARS] or None)
@@ -268,6 +269,7 @@ def update_metadata(
 ) -> Document:
     """Change a document's metadata without a new upload. A new title makes its BM25 summary
     again (title words are document words) and, after, its passages' vectors."""
+    check_labels(tags or (), groups or ())
     if attributes is not None:
         check_attributes(attributes)
     for _ in range(RETITLE_ATTEMPTS):
@@ -296,6 +298,15 @@ def update_metadata(
         except SummaryOutdated:
             continue  # a new version, title or description landed meanwhile: read it again
     raise Conflict(f"document {document_id} kept changing while its title was set; try again")
+
+
+def check_labels(tags: Sequence[str], groups: Sequence[str]) -> None:
+    """Refuse a tag or group holding a character that hides text or that a store refuses."""
+    for kind, labels in (("tag", tags), ("group", groups)):
+        for label in labels:
+            problem = unsafe_character(label)
+            if problem is not None:
+                raise InvalidInput(f"{kind} {label!r} contains {problem}")
 
 
 def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from service.accounting import Accounting
 from service.ask import Answerer, make_answerer
 from service.audit import AuditLog
 from service.conversations import Conversations
+from service.edge import RefuseNulInUrl
 from service.expand import make_describer
 from service.keys import Keys
 from service.limits import Limiter
@@ -102,6 +103,7 @@ def create_app(
     if warning and app.state.answerer.mode == "claude":
         log.warning(warning)
     errors.install(app)
+    app.add_middleware(RefuseNulInUrl)
     cors.install(app, settings)
     app.include_router(health.router)
     app.include_router(route.router)

@@ -130,7 +130,14 @@ def parse_since(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO date or time like 2026-11-01T09:00") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        # In UTC now: the database compares UTC times, and a time near year 1 or 9999 may
+        # have no UTC equivalent.
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range once in UTC") from None
 
 
 class AuditLog:

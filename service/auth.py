@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from indexing.errors import Forbidden, Unauthenticated
+from indexing.errors import Forbidden, InvalidInput, Unauthenticated
+from indexing.filenames import unsafe_character
 from service.keys import ApiKey, Keys, Role
 from service.settings import normalise_origin
 
@@ -21,6 +22,8 @@ ANONYMOUS = "anonymous"
 #: Headers a trusted front end sets for the person it signed in.
 USER_HEADER = "X-Kpool-User"
 GROUPS_HEADER = "X-Kpool-Groups"
+#: Longest user name a trusted front end may give (owners are stored in 200 characters).
+MAX_USER_CHARS = 150
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,19 @@ def _check_origin(key: ApiKey, origin: str | None) -> None:
 
 def _caller(key: ApiKey, user: str | None, groups: str | None) -> Caller:
     role: Role = key.role  # type: ignore[assignment]  # checked when the key was made
-    if key.trusted_front_end and user:
+    if key.trusted_front_end and user and user.strip():
         named = [g.strip() for g in (groups or "").split(",") if g.strip()]
-        return Caller(owner=f"{key.id}:{user.strip()}", groups=named, role=role, key_id=key.id)
+        return Caller(owner=f"{key.id}:{_user(user)}", groups=named, role=role, key_id=key.id)
     # Admin keys manage every document, so they read every document.
     readable = None if role == "admin" else list(key.groups)
     return Caller(owner=key.id, groups=readable, role=role, key_id=key.id)
+
+
+def _user(given: str) -> str:
+    user = given.strip()
+    if len(user) > MAX_USER_CHARS:
+        raise InvalidInput(f"{USER_HEADER} is {len(user)} characters; at most {MAX_USER_CHARS}")
+    problem = unsafe_character(user)
+    if problem is not None:
+        raise InvalidInput(f"{USER_HEADER} contains {problem}")
+    return user

@@ -60,10 +60,6 @@ MAX_LABEL_CHARS = 100
 MAX_TITLE_CHARS = 500
 MAX_SOURCE_CHARS = 2000
 
-Label = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)
-]
-
 
 def _shown_safely(value: str) -> str:
     problem = unsafe_character(value)
@@ -81,6 +77,12 @@ def _storable(attributes: dict[str, Any]) -> dict[str, Any]:
 
 
 Attributes = Annotated[dict[str, Any], AfterValidator(_storable)]
+
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS),
+    AfterValidator(_shown_safely),
+]
 
 Title = Annotated[
     str,
@@ -259,9 +261,10 @@ def remove_document(document_id: str, pool: PoolDep, _admin: AdminDep) -> Respon
 
 
 def listable_by(caller: Caller) -> Sequence[str] | None:
-    """Whoever may change the documents (an admin key; anyone while the service has no keys)
-    sees them all; anyone else only those their groups may read."""
-    return None if caller.allowed(("admin",)) else caller.groups
+    """Anyone sees every document while the service has no keys; a key, only those its
+    groups may read: all of them for an admin key, and for a trusted front end speaking for
+    someone (even with an admin key), what that person's groups may read."""
+    return None if caller.role is None else caller.groups
 
 
 def _public(doc: Document) -> DocumentPublic:
@@ -323,7 +326,7 @@ class Upload:
                 f"form field {name!r} has {len(labels)} values; at most {MAX_LABELS}"
             )
         for label in labels:
-            _bounded(name, label, MAX_LABEL_CHARS)
+            _safe(name, _bounded(name, label, MAX_LABEL_CHARS))
         return labels
 
     def _attributes(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from indexing.errors import ConfigurationError
 from indexing.pool import Pool
 from service.app import create_app
+from service.audit import AuditLog
 from service.cli import check_exposure, main
 from service.keys import Keys
 from service.settings import Settings
@@ -215,6 +216,53 @@ def test_a_trusted_front_end_names_the_user_and_their_groups(
     assert RESTRICTED_TITLE in routed_titles(keyed, as_ann)
     as_bob = {**bearer(secrets.front_end), "X-Kpool-User": "bob"}
     assert RESTRICTED_TITLE not in routed_titles(keyed, as_bob)
+
+
+def test_an_admin_front_end_lists_only_what_the_named_user_may_read(
+    keyed: TestClient, sample_pool: Pool
+) -> None:
+    restricted = next(d for d in sample_pool.store.list_documents(limit=100)[0] if d.groups)
+    admin_front_end = Keys(sample_pool.store).create(role="admin", trusted_front_end=True)[1]
+
+    def listed(**named: str) -> set[str]:
+        headers = {**bearer(admin_front_end), **named}
+        page = keyed.get("/v1/documents?limit=100", headers=headers).json()
+        return {d["id"] for d in page["data"]}
+
+    assert restricted.id not in listed(**{"X-Kpool-User": "bob"})
+    assert restricted.id in listed(**{"X-Kpool-User": "ann", "X-Kpool-Groups": "hr"})
+    assert restricted.id in listed()  # speaking for nobody, the key reads as an admin
+    as_bob = {**bearer(admin_front_end), "X-Kpool-User": "bob"}
+    shown = keyed.get(f"/v1/documents/{restricted.id}", headers=as_bob)
+    assert shown.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("user", "needle"),
+    [("a" * 151, "at most 150"), ("ann\tlee", "a control character (U+0009)")],
+)
+def test_a_front_end_user_name_that_cannot_be_kept_is_400(
+    keyed: TestClient, secrets: Secrets, sample_pool: Pool, user: str, needle: str
+) -> None:
+    audited = len(AuditLog(sample_pool.store).entries(limit=1000))
+    headers = {**bearer(secrets.front_end), "X-Kpool-User": user}
+
+    response = keyed.post("/v1/ask", json={"question": "annual leave"}, headers=headers)
+
+    assert response.status_code == 400
+    assert needle in response.json()["error"]["message"]
+    assert len(AuditLog(sample_pool.store).entries(limit=1000)) == audited
+
+
+def test_the_longest_front_end_user_name_is_answered_and_audited(
+    keyed: TestClient, secrets: Secrets, sample_pool: Pool
+) -> None:
+    headers = {**bearer(secrets.front_end), "X-Kpool-User": "a" * 150}
+
+    response = keyed.post("/v1/ask", json={"question": "annual leave"}, headers=headers)
+
+    assert response.status_code == 200
+    assert AuditLog(sample_pool.store).entries(limit=1)[0].owner.endswith(":" + "a" * 150)
 
 
 def test_an_untrusted_key_cannot_claim_groups_by_header(
