@@ -61,6 +61,7 @@ class BulkReport:
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "recovered": {
                 "abandoned_uploads_deleted": self.recovery.abandoned_uploads,
+                "abandoned_uploads_deferred": self.recovery.deferred_intents,
                 "retired_files_deleted": self.recovery.deleted_retired,
             },
         }

@@ -592,6 +592,8 @@ class Recovery:
     abandoned_uploads: list[str] = field(default_factory=list)
     deleted_retired: list[str] = field(default_factory=list)
     still_pending: list[str] = field(default_factory=list)
+    #: Abandoned intents left for later: a live upload of the same name may own their files.
+    deferred_intents: int = 0
 
 
 def recover(pool: Pool, *, now: datetime | None = None) -> Recovery:
@@ -630,27 +632,38 @@ def _process_alive(pid: int) -> bool:
 
 
 def _clear_abandoned(pool: Pool, intents: list[UploadIntent], report: Recovery) -> None:
+    # In this order, so that every file listed is accounted for by what is read after it: a
+    # file's intent is recorded before its upload starts, and an upload that commits meanwhile
+    # is among the referenced read last.
+    unknown = any(intent.file_id is None for intent in intents)
+    listing = list(pool.backend.list()) if unknown else []
+    dropping = {intent.id for intent in intents}
+    live = [i for i in pool.store.intents() if i.id not in dropping]
     referenced = pool.store.referenced_file_ids()
-    listing: list[RemoteFile] | None = None
+    referenced |= {i.file_id for i in live if i.file_id is not None}
     for intent in intents:
         assert intent.id is not None
         if intent.file_id is not None:
             candidates = [intent.file_id]
         else:
             # The upload may have landed without us learning its id: match by name and time.
-            if listing is None:
-                listing = list(pool.backend.list())
-            # Bounded on both sides: an upload lands within its timeout of the intent, and a
-            # later file of the same name belongs to someone else's upload.
-            since = intent.created_at - timedelta(minutes=1)
-            until = intent.created_at + UPLOAD_WINDOW
-            candidates = [
-                f.id
-                for f in listing
-                if f.filename == intent.filename and since <= f.created_at <= until
-            ]
+            landed = [f for f in listing if _may_be_from(f, intent)]
+            if any(_may_be_from(f, other) for f in landed for other in live if not other.file_id):
+                # A live upload of the same name may own one of these files, and its id is not
+                # known yet: leave the intent for a later run to decide.
+                report.deferred_intents += 1
+                continue
+            candidates = [f.id for f in landed]
         for file_id in candidates:
             if file_id not in referenced:
                 pool.backend.delete(file_id)
                 report.abandoned_uploads.append(file_id)
         pool.store.drop_intent(intent_id=intent.id)
+
+
+def _may_be_from(remote: RemoteFile, intent: UploadIntent) -> bool:
+    """Whether ``remote`` could be the upload ``intent`` announced: the same name, created
+    within the window in which that upload can land (a later file is someone else's)."""
+    since = intent.created_at - timedelta(minutes=1)
+    until = intent.created_at + UPLOAD_WINDOW
+    return remote.filename == intent.filename and since <= remote.created_at <= until

@@ -328,6 +328,11 @@ def _print_report(report: BulkReport) -> None:
     recovered = report.recovery.abandoned_uploads + report.recovery.deleted_retired
     if recovered:
         click.echo(f"recovered: deleted {len(recovered)} remote file(s) left by an earlier run")
+    if report.recovery.deferred_intents:
+        click.echo(
+            f"recovery: {report.recovery.deferred_intents} upload(s) of an earlier run left for "
+            "a later run: an upload of the same name is still in progress"
+        )
     counts = report.counts
     click.echo(", ".join(f"{counts[s]} {s}" for s in counts))
 

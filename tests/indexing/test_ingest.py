@@ -7,6 +7,10 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -552,6 +556,40 @@ def test_a_persistent_overload_fails_cleanly_and_recover_removes_a_late_upload(
     assert report.abandoned_uploads == [landed.id]
     assert fake_anthropic.files == {}
     assert pool.store.intents() == []
+
+
+def test_recover_spares_a_file_a_live_upload_of_the_same_name_may_own(pool: Pool) -> None:
+    host = socket.gethostname()
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = f"{host}:{ended.stdout.strip()}"
+    crashed = pool.store.record_intent(
+        source="/a/leave.md", filename="leave.md", content_hash="a", owner=dead
+    )
+    running = pool.store.record_intent(
+        source="/b/leave.md", filename="leave.md", content_hash="b", owner=f"{host}:{os.getpid()}"
+    )
+    # Whose upload this is cannot be told: the crashed one's, or the running one's whose
+    # response has not arrived yet.
+    landed = pool.backend.upload(filename="leave.md", data=b"leave", mime_type="text/plain")
+
+    first = recover(pool)
+
+    assert (first.abandoned_uploads, first.deferred_intents) == ([], 1)
+    assert landed.id in {f.id for f in pool.backend.list()}
+    assert {i.id for i in pool.store.intents()} == {crashed, running}
+
+    # The running upload learns its id: the file is its own, and the crashed intent can go.
+    pool.store.set_intent_file(intent_id=running, file_id=landed.id)
+    second = recover(pool)
+
+    assert (second.abandoned_uploads, second.deferred_intents) == ([], 0)
+    assert landed.id in {f.id for f in pool.backend.list()}
+    assert [i.id for i in pool.store.intents()] == [running]
 
 
 @fake_files_api
