@@ -14,7 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,8 +278,10 @@ def bulk_ingest(
         # A folder we could not read would look empty: pruning now would delete its documents.
         report.skipped.append(("(prune)", f"not pruned: could not list {', '.join(unlisted)}"))
     elif prune:
-        seen = {str(path) for _, path in files}
-        for outcome in _prune(pool, paths, seen, dry_run=dry_run):
+        seen = {str(request.path): request for request in requests}
+        for outcome in _prune(pool, paths, seen, report.outcomes, dry_run=dry_run):
+            # A moved file's outcome replaces the one it had as a copy of its old self.
+            report.outcomes = [o for o in report.outcomes if o.source != outcome.source]
             report.outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome, done, total)
@@ -323,15 +325,33 @@ def _ingest_path(pool: Pool, item: _PathRequest, dry_run: bool) -> Outcome:
         return Outcome(source, "failed", reason=f"unexpected error ({type(exc).__name__})")
 
 
-def _prune(pool: Pool, roots: Sequence[Path], seen: set[str], *, dry_run: bool) -> list[Outcome]:
+def _prune(
+    pool: Pool,
+    roots: Sequence[Path],
+    seen: Mapping[str, _PathRequest],
+    ingested: Sequence[Outcome],
+    *,
+    dry_run: bool,
+) -> list[Outcome]:
+    """Delete the documents of files no longer under ``roots``. A file that is gone but whose
+    bytes this run found under another name was moved or renamed: its document moves with it
+    instead (same id, same remote file), rather than leaving neither routable."""
     prefixes = []
     for given in roots:
         root = given.resolve()
         prefixes.append(str(root) if root.is_file() else str(root) + os.sep)
+    copies: dict[str, list[str]] = {}
+    for outcome in ingested:
+        if outcome.status == "unchanged" and outcome.document_id and outcome.source in seen:
+            copies.setdefault(outcome.document_id, []).append(outcome.source)
     outcomes = []
     for source, document_id in pool.store.all_sources():
         under = any(source == p or source.startswith(p) for p in prefixes)
         if not under or source in seen:
+            continue
+        moved_to = sorted(s for s in copies.get(document_id, []) if s != source)
+        if moved_to:
+            outcomes.append(_move(pool, document_id, source, seen[moved_to[0]], dry_run=dry_run))
             continue
         if dry_run:
             outcomes.append(Outcome(source, "pruned", document_id, reason="dry run"))
@@ -345,3 +365,20 @@ def _prune(pool: Pool, roots: Sequence[Path], seen: set[str], *, dry_run: bool) 
             Outcome(source, "pruned", doc.id, doc.file_id, doc.title, reason="no longer on disk")
         )
     return outcomes
+
+
+def _move(
+    pool: Pool, document_id: str, source: str, item: _PathRequest, *, dry_run: bool
+) -> Outcome:
+    moved = f"moved from {source}"
+    if dry_run:
+        return Outcome(str(item.path), "updated", document_id, reason=f"dry run: {moved}")
+    try:
+        pool.store.move_source(document_id=document_id, source_was=source, source=str(item.path))
+    except PoolError as exc:
+        return Outcome(str(item.path), "failed", document_id, reason=f"{moved}: {exc}")
+    # Once more under its own source, so that its manifest row's metadata applies.
+    outcome = _ingest_path(pool, item, dry_run=False)
+    if outcome.status == "unchanged":
+        outcome = replace(outcome, status="updated")
+    return replace(outcome, reason=f"{moved}; {outcome.reason}" if outcome.reason else moved)

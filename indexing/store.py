@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from indexing.errors import ConfigurationError, DocumentNotFound, InvalidInput
+from indexing.errors import ConfigurationError, Conflict, DocumentNotFound, InvalidInput
 from indexing.filters import Condition, attributes_match
 from indexing.index import IndexEntry
 from indexing.models import (
@@ -552,6 +552,24 @@ class Store:
                 doc.groups = sorted(set(groups))
             if attributes is not None:
                 doc.attributes = attributes
+            doc.updated_at = utcnow()
+            session.add(doc)
+            session.add(Change(op="upsert", document_id=doc.id, file_id=doc.file_id))
+            return doc
+
+    def move_source(self, *, document_id: str, source_was: str, source: str) -> Document:
+        """Give a document another source (its file moved), if it still has ``source_was``
+        and no other document has ``source``; else ``Conflict``."""
+        with self.writing() as session:
+            doc = session.get(Document, document_id)
+            if doc is None:
+                raise DocumentNotFound(f"no document with id {document_id!r}")
+            if doc.source != source_was:
+                raise Conflict(f"{document_id} moved from {source_was} meanwhile")
+            taken = session.exec(select(Document.id).where(col(Document.source) == source))
+            if taken.first() is not None:
+                raise Conflict(f"another document already has the source {source}")
+            doc.source = source
             doc.updated_at = utcnow()
             session.add(doc)
             session.add(Change(op="upsert", document_id=doc.id, file_id=doc.file_id))

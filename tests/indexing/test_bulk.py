@@ -325,6 +325,51 @@ def test_prune_removes_only_vanished_files_under_the_given_roots(
     assert gone.file_id not in {f.id for f in files_backend.list()}
 
 
+@pytest.mark.parametrize("copies", [1, 2])
+def test_prune_moves_the_document_of_a_file_that_was_renamed(
+    pool: Pool, files_backend: FilesBackend, root: Path, copies: int
+) -> None:
+    write(root / "leave.md", LEAVE)
+    bulk_ingest(pool, [root])
+    original = documents(pool)[str(root / "leave.md")]
+    for n in range(copies):  # also a copy made before the original went
+        write(root / f"policies-{n}" / "annual-leave.md", LEAVE)
+    first = bulk_ingest(pool, [root])
+    (root / "leave.md").unlink()
+    write(root / "manifest.csv", "path,title\npolicies-0/annual-leave.md,Annual Leave\n")
+
+    report = bulk_ingest(pool, [root], prune=True, manifest=root / "manifest.csv")
+
+    assert first.counts["unchanged"] == copies + 1  # the original, and its copies
+    moved_to = str(root / "policies-0" / "annual-leave.md")
+    assert report.ok and report.counts["pruned"] == 0
+    [moved] = [o for o in report.outcomes if o.source == moved_to]
+    assert (moved.status, moved.document_id) == ("updated", original.id)
+    assert moved.reason.startswith(f"moved from {root / 'leave.md'}")
+    doc = pool.store.get_document(original.id)
+    assert (doc.source, doc.file_id, doc.title) == (moved_to, original.file_id, "Annual Leave")
+    assert list(documents(pool)) == [moved_to]
+    assert original.file_id in pool.index
+    assert {f.id for f in files_backend.list()} == {original.file_id}
+    # The next run finds it where it is now; other copies stay copies of it.
+    again = bulk_ingest(pool, [root], prune=True, manifest=root / "manifest.csv")
+    assert again.counts == {"added": 0, "updated": 0, "unchanged": copies, "failed": 0, "pruned": 0}
+
+
+def test_a_dry_run_prune_reports_a_move_and_changes_nothing(pool: Pool, root: Path) -> None:
+    write(root / "leave.md", LEAVE)
+    bulk_ingest(pool, [root])
+    write(root / "annual-leave.md", LEAVE)
+    (root / "leave.md").unlink()
+
+    report = bulk_ingest(pool, [root], prune=True, dry_run=True)
+
+    assert [(o.status, o.reason) for o in report.outcomes] == [
+        ("updated", f"dry run: moved from {root / 'leave.md'}")
+    ]
+    assert list(documents(pool)) == [str(root / "leave.md")]
+
+
 @fake_files_api
 def test_a_dry_run_uploads_nothing_and_writes_nothing(
     pool: Pool, fake_anthropic: FakeAnthropic, root: Path
