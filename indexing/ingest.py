@@ -223,6 +223,7 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
     status: Status = "added" if existing is None else "updated"
     if dry_run:
         return Outcome(request.source, status, title=version.title, reason="dry run")
+    pool.check_still_own_params()
     remote, intent_id = _upload(pool, request, extracted, digest)
     committed = pool.store.commit_version(
         version=replace(version, file_id=remote.id), intent_id=intent_id
@@ -276,6 +277,7 @@ def update_metadata(
         retitled = None
         doc = pool.store.get_document(document_id)
         if title is not None and title != doc.title and doc.file_id is not None:
+            pool.check_still_own_params()
             content = pool.store.get_content(document_id)
             summary = summarise(pool, title, content.text, content.expansion)
             retitled = Retitled(
@@ -541,6 +543,7 @@ def reindex(pool: Pool, *, vector_workers: int = 1) -> int:
     """Rebuild every summary from the stored text with the configured analyzer, then record
     the configured parameters as the pool's own, then (with semantic routing) compute the
     passages' vectors on ``vector_workers`` threads. Returns the number of documents."""
+    pool.begin_reindex()
     count = 0
     cursor = None
     while True:

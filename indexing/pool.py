@@ -23,6 +23,8 @@ from indexing.semantic import DIMENSIONS, MODEL_NAME, TITLE_SHARE, Encoder, shar
 from indexing.store import Store, sqlite_url
 
 PARAMS_KEY = "index_params"
+#: Marks the stored parameters as those of a re-index under way (or cut short).
+REINDEXING = "reindexing"
 #: Documents applied to the index per lock acquisition when catching up with the change log.
 REFRESH_BATCH = 64
 
@@ -124,6 +126,22 @@ class Pool:
         ``semantic`` extra is not installed)."""
         return shared_encoder()
 
+    def check_still_own_params(self) -> None:
+        """Before writing a summary: refuse if the pool has since been (or is being)
+        re-indexed to other parameters, which a summary made here would undo."""
+        stored = self.store.get_meta(PARAMS_KEY)
+        wanted = self.config.index_params()
+        if stored is not None and stored != wanted:
+            self.params_mismatch = describe_mismatch(stored, wanted)
+            raise IndexParamsMismatch(self.params_mismatch)
+
+    def begin_reindex(self) -> None:
+        """Declare, before any summary is rebuilt, that the pool is being re-indexed to the
+        configured parameters: no process indexing otherwise applies or writes summaries from
+        then on (``refresh``, ``check_params``), and none configured with the new parameters
+        trusts the pool until ``adopt_params`` says the re-index finished."""
+        self.store.set_meta(PARAMS_KEY, {**self.config.index_params(), REINDEXING: True})
+
     def adopt_params(self) -> None:
         """Declare the configured parameters the pool's own (after a re-index)."""
         self.store.set_meta(PARAMS_KEY, self.config.index_params())
@@ -155,6 +173,7 @@ class Pool:
             if stored is not None and stored != wanted:
                 self.params_mismatch = describe_mismatch(stored, wanted)
                 return 0
+            self.params_mismatch = None  # a re-index to this process's parameters finished
             document_ids = list(dict.fromkeys(c.document_id for c in changes))
             # In small batches: each batch holds the index lock, and routing waits for it.
             for start in range(0, len(document_ids), REFRESH_BATCH):
@@ -167,6 +186,14 @@ class Pool:
 
 
 def describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
+    if stored.get(REINDEXING):
+        stored = {k: v for k, v in stored.items() if k != REINDEXING}
+        if stored == wanted:
+            return (
+                "the pool is being re-indexed to these parameters (`kpool reindex` is running, "
+                "or was cut short): wait for it to finish, or run `kpool reindex` again"
+            )
+        return "a re-index to other parameters is under way; " + describe_mismatch(stored, wanted)
     differences = []
     for part in sorted(set(stored) | set(wanted)):
         old, new = stored.get(part, {}), wanted.get(part, {})

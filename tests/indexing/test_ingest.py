@@ -32,6 +32,7 @@ from indexing.ingest import (
     RETITLE_ATTEMPTS,
     IngestRequest,
     Outcome,
+    _reindex_one,
     delete_document,
     ingest,
     recover,
@@ -669,3 +670,35 @@ def test_a_running_pool_stops_applying_summaries_reindexed_with_other_parameters
     assert server.refresh() == 0
     assert server.params_mismatch is not None
     assert "analyzer.stopwords" in server.params_mismatch
+
+
+def test_no_pool_applies_a_re_index_half_done(open_pool: OpenPool) -> None:
+    server = open_pool()
+    leave = add(server, "/docs/leave.md", "The leave policy. " + LEAVE)
+    add(server, "/docs/travel.md", "The travel policy. " + TRAVEL)
+    no_stopwords = AnalyzerParams(stopwords="none")
+    rebuilding = open_pool(analyzer=no_stopwords, check_params=False)
+
+    # As `kpool reindex` does, cut short after its first document.
+    rebuilding.begin_reindex()
+    assert _reindex_one(rebuilding, leave.document_id or "")
+
+    # The running server keeps its own summaries and says why.
+    assert server.refresh() == 0
+    assert "re-index to other parameters is under way" in (server.params_mismatch or "")
+    assert "analyzer.stopwords" in (server.params_mismatch or "")
+    # Nor does it write summaries under its own parameters any more.
+    refused = add(server, "/docs/pay.md", "Pay bands. " + LEAVE)
+    assert refused.status == "failed" and "under way" in refused.reason
+    with pytest.raises(IndexParamsMismatch):
+        update_metadata(server, document_id=leave.document_id or "", title="Leave")
+    # Neither a process on the new parameters nor one on the old trusts the pool now.
+    with pytest.raises(IndexParamsMismatch, match="being re-indexed to these parameters"):
+        open_pool(analyzer=no_stopwords)
+    with pytest.raises(IndexParamsMismatch, match="under way"):
+        open_pool()
+
+    # Run again to the end, the new parameters are the pool's.
+    assert reindex(rebuilding) == 2
+    assert rebuilding.refresh() == 2 and rebuilding.params_mismatch is None
+    assert open_pool(analyzer=no_stopwords).params_mismatch is None
