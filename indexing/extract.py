@@ -197,10 +197,15 @@ def _too_much_text(filename: str, n_chars: int, limits: ExtractLimits) -> str:
     return _over_limit(filename, f"{n_chars:,}+ characters of text", limits.max_chars, "max_chars")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _normalise(text: str) -> str:
-    """Unify newlines to ``\\n``, drop NULs and compose to NFC; nothing else changes."""
+    """Unify newlines to ``\\n``, drop NULs, turn lone surrogates (which some decoders, such as
+    UTF-7's, produce and nothing can store) into U+FFFD, and compose to NFC; nothing else
+    changes."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    return unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", _LONE_SURROGATE.sub("\ufffd", text))
 
 
 def _first_line_title(text: str, max_len: int = 120) -> str | None:
@@ -288,7 +293,7 @@ def _decode_declared(data: bytes, declared: str | None) -> _Decoded | None:
         return None
     try:
         return _Decoded(data.decode(declared), declared, guessed=False)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):
         return None  # a wrong declaration is common; fall back to detection
 
 
@@ -528,6 +533,18 @@ def _extract_html(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     )
 
 
+#: The encodings of the HTML standard (WHATWG Encoding), by Python's name for each.
+_HTML_ENCODINGS = frozenset(
+    codecs.lookup(label).name
+    for label in (
+        "utf-8 ibm866 iso-8859-2 iso-8859-3 iso-8859-4 iso-8859-5 iso-8859-6 iso-8859-7 "
+        "iso-8859-8 iso-8859-10 iso-8859-13 iso-8859-14 iso-8859-15 iso-8859-16 koi8-r koi8-u "
+        "mac-roman cp874 cp1250 cp1251 cp1252 cp1253 cp1254 cp1255 cp1256 cp1257 cp1258 "
+        "mac-cyrillic gbk gb18030 big5 euc-jp iso-2022-jp shift_jis euc-kr"
+    ).split()
+)
+
+
 def _declared_charset(head: bytes) -> str | None:
     match = _META_CHARSET.search(head)
     if match is None:
@@ -540,7 +557,10 @@ def _declared_charset(head: bytes) -> str | None:
     # and browsers read "ISO-8859-1" and "ASCII" pages as Windows-1252, so we do too.
     if name.startswith(("utf-16", "utf-32")):
         return "utf-8"
-    return "cp1252" if name in ("iso8859-1", "latin-1", "ascii") else name
+    if name in ("iso8859-1", "latin-1", "ascii"):
+        return "cp1252"
+    # Anything else a browser would not use (UTF-7, "undefined", punycode...) is ignored.
+    return name if name in _HTML_ENCODINGS else None
 
 
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "head", "svg"})

@@ -25,7 +25,7 @@ from indexing.errors import (
     PoolError,
     UnsupportedFormat,
 )
-from indexing.extract import ExtractLimits, extract, upload_payload
+from indexing.extract import ExtractLimits, _normalise, extract, upload_payload
 from indexing.formats import SUPPORTED_FORMATS, detect_format
 from tests.factories import (
     make_docx,
@@ -254,10 +254,29 @@ def test_html_drops_hidden_content_and_decodes_entities() -> None:
         ),
         pytest.param("<p>Grüße</p>".encode("utf-16"), "Grüße", id="utf16-bom"),
         pytest.param(b'<meta charset="nonsense"><p>plain</p>', "plain", id="unknown-charset"),
+        pytest.param(
+            '<meta charset="koi8-r"><p>Отпуск</p>'.encode("koi8-r"), "Отпуск", id="koi8-r"
+        ),
+        # Codecs Python has and browsers do not: ignored, never a decoding error or surrogates.
+        *(
+            pytest.param(
+                f'<meta charset="{name}"><p>Café +2AA- policy</p>'.encode("latin-1"),
+                "Café +2AA- policy",
+                id=f"not-for-html-{name}",
+            )
+            for name in ("undefined", "punycode", "idna", "utf-7", "base64", "rot13")
+        ),
     ],
 )
 def test_html_charset_comes_from_bom_or_meta(data: bytes, expected: str) -> None:
     assert extract("page.html", data).text == expected
+
+
+def test_text_a_decoder_left_lone_surrogates_in_is_stored_with_replacement_characters() -> None:
+    decoded = b"Leave +2AA- policy".decode("utf-7")
+    assert "\ud800" in decoded
+
+    assert _normalise(decoded) == "Leave \ufffd policy"
 
 
 @pytest.mark.parametrize(
