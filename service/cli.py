@@ -14,7 +14,7 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from indexing.bulk import BulkReport, bulk_ingest
-from indexing.errors import ConfigurationError, PoolError
+from indexing.errors import ConfigurationError, DocumentNotFound, PoolError
 from indexing.expansion import ExpandReport, expand
 from indexing.filters import Condition, Filters
 from indexing.ingest import Outcome, delete_document, reindex, usable_cores, vectorise
@@ -528,16 +528,33 @@ def docs_rm(document_ids: tuple[str, ...], as_json: bool) -> None:
 
     Example: kpool docs rm doc_0123456789abcdef0123
     """
-    removed = []
+    removed: list[dict[str, str | None]] = []
     with _pool() as pool:
-        for document_id in document_ids:
-            doc = delete_document(pool, document_id)
+        unknown = [i for i in dict.fromkeys(document_ids) if not _exists(pool, i)]
+        if unknown:  # all or nothing: a typo in the list must not leave half of it removed
+            listed = ", ".join(map(repr, unknown))
+            raise DocumentNotFound(f"no document with id {listed}; nothing was removed")
+        for document_id in dict.fromkeys(document_ids):
+            try:
+                doc = delete_document(pool, document_id)
+            except PoolError:
+                for item in removed:  # say what was done before the failure is reported
+                    click.echo(f"removed {item['id']} ({item['title']})", err=True)
+                raise
             removed.append({"id": doc.id, "title": doc.title, "file_id": doc.file_id})
     if as_json:
         _print_json({"removed": removed})
         return
     for item in removed:
         click.echo(f"removed {item['id']} ({item['title']})")
+
+
+def _exists(pool: Pool, document_id: str) -> bool:
+    try:
+        pool.store.get_document(document_id)
+    except DocumentNotFound:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- reconcile, reindex

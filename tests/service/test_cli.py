@@ -160,6 +160,19 @@ def test_docs_show_and_rm(home: Path) -> None:
     assert "Traceback" not in missing.output
 
 
+def test_docs_rm_with_an_unknown_id_removes_nothing(home: Path) -> None:
+    before = as_json(kpool(home, "docs", "list", "--json"))["data"]
+    good = before[0]["id"]
+
+    result = kpool(home, "docs", "rm", good, "doc_bogus", "doc_bogus", "doc_other")
+
+    assert result.exit_code == 1
+    assert "no document with id 'doc_bogus', 'doc_other'; nothing was removed" in result.output
+    assert as_json(kpool(home, "docs", "list", "--json"))["data"] == before
+    both = as_json(kpool(home, "docs", "rm", good, before[1]["id"], "--json"))
+    assert [d["id"] for d in both["removed"]] == [good, before[1]["id"]]
+
+
 def test_reconcile_finds_and_fixes_a_missing_remote_file(home: Path) -> None:
     assert kpool(home, "reconcile").exit_code == 0
     listing = as_json(kpool(home, "docs", "list", "--limit", "1", "--json"))
