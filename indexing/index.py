@@ -1083,20 +1083,22 @@ class InvertedIndex:
             allowed &= mask[:slots]
         lexical = matched & allowed if matched is not None else (scores > 0) & allowed
         words = np.where(lexical, np.maximum(scores, 0.0), 0.0)
-        if words.max() > 0:
-            words /= words.max()
         closest = _best_per_document(self._owner.view(), similarities, slots)
         by_meaning = allowed & np.isfinite(closest)
-        meaning = np.zeros(slots)
         if by_meaning.any():
+            if words.max() > 0:
+                words /= words.max()
+            meaning = np.zeros(slots)
             low, high = closest[by_meaning].min(), closest[by_meaning].max()
             meaning[by_meaning] = (closest[by_meaning] - low) / (high - low) if high > low else 1.0
-        weight = min(semantic_weight, 1.0)
-        fused = (1.0 - weight) * words + weight * meaning
-        # A document still waiting for its vectors (``indexing.ingest.vectorise``) ranks by its
-        # words alone, not by its words at a discount against documents that have both.
-        waiting = lexical & ~by_meaning
-        fused[waiting] = words[waiting]
+            weight = min(semantic_weight, 1.0)
+            fused = (1.0 - weight) * words + weight * meaning
+            # A document still waiting for its vectors (``indexing.ingest.vectorise``) ranks by
+            # its words alone, not by its words at a discount against documents that have both.
+            waiting = lexical & ~by_meaning
+            fused[waiting] = words[waiting]
+        else:
+            fused = words  # no allowed document has vectors: BM25 on its own scale, as by words
         chosen = np.flatnonzero((lexical | by_meaning) & (fused > 0))
         depth = top_k if budget is None else len(chosen)
         ordered = _best_first(fused, chosen, depth)

@@ -290,6 +290,22 @@ def test_documents_without_vectors_still_route_by_words() -> None:
     assert {h.entry.file_id for h in hits} == {"old", "new"}
 
 
+def test_with_no_allowed_document_vectorised_scores_are_bm25s_own() -> None:
+    """As in a pool without vectors: not BM25 scaled to [0, 1] for a fusion with nothing."""
+    index = InvertedIndex()
+    add(index, entry("gone", [("expense policy", unit(1))]))
+    add(index, entry("secret", [("expense limits", unit(1))], groups=frozenset({"hr"})))
+    index.add(entry("old", [("expense report", None)]))
+    index.add(entry("older", [("expense expense report", None)]))
+    index.remove("gone")
+    alone = [(h.entry.file_id, h.score) for h in index.search(["expense"], top_k=3, groups=[])]
+
+    hits = index.search(["expense"], top_k=3, groups=[], query_vector=unit(1))
+
+    assert [(h.entry.file_id, h.score) for h in hits] == alone
+    assert alone[0][1] != pytest.approx(1.0)  # not scaled to the best
+
+
 def test_a_document_awaiting_its_vectors_ranks_by_its_words_alone() -> None:
     """Not by its words at a discount: the best match by words, not yet vectorised, is not
     outranked by a document that shares no word with the question."""
