@@ -448,10 +448,12 @@ def delete_remote(pool: Pool, file_id: str) -> bool:
 def reupload(pool: Pool, document_id: str) -> str:
     """Upload a document again from its stored original (its remote file went missing)."""
     doc = pool.store.get_document(document_id)
-    content = pool.store.get_content(document_id)
     if doc.file_id is None:
         raise DocumentNotFound(f"document {document_id!r} has no remote file")
-    data = content.original if doc.mime_type == "application/pdf" else content.text.encode()
+    if doc.mime_type == "application/pdf":
+        data = pool.store.get_original(document_id)
+    else:
+        data = pool.store.get_content(document_id).text.encode()
     intent_id = pool.store.record_intent(
         source=doc.source, filename=doc.filename, content_hash=doc.content_hash, owner=owner()
     )

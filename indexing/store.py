@@ -28,6 +28,7 @@ from sqlalchemy import Engine, delete, event, func, insert, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from indexing.errors import ConfigurationError, Conflict, DocumentNotFound, InvalidInput
@@ -408,11 +409,28 @@ class Store:
             return [(s, i) for s, i in session.exec(select(Document.source, Document.id))]
 
     def get_content(self, document_id: str) -> Content:
+        """The current version's text and description, without its original bytes (a PDF's
+        can be tens of megabytes, and answering, describing and vectorising read only text):
+        ``get_original`` reads those."""
+        query = (
+            select(Content)
+            .where(col(Content.document_id) == document_id)
+            .options(defer(Content.original))  # type: ignore[arg-type]
+        )
         with self.session() as session:
-            content = session.get(Content, document_id)
+            content = session.exec(query).first()
             if content is None:
                 raise DocumentNotFound(f"no stored content for document {document_id!r}")
             return content
+
+    def get_original(self, document_id: str) -> bytes:
+        """The bytes the current version was ingested from."""
+        query = select(Content.original).where(col(Content.document_id) == document_id)
+        with self.session() as session:
+            original = session.exec(query).first()
+            if original is None:
+                raise DocumentNotFound(f"no stored content for document {document_id!r}")
+            return original
 
     def excerpts(self, wanted: Sequence[tuple[str, int, int]]) -> list[str]:
         """``text[start:end]`` of each (document id, start, end), cut in the database so a long

@@ -110,11 +110,12 @@ def body_bytes(request: dict[str, Any]) -> int:
 
 
 def inline_source(pool: Pool, doc: RequestDocument) -> dict[str, str]:
-    content = pool.store.get_content(doc.document_id)
     if doc.mime_type == "application/pdf":
-        data = base64.standard_b64encode(content.original).decode("ascii")
+        original = pool.store.get_original(doc.document_id)
+        data = base64.standard_b64encode(original).decode("ascii")
         return {"type": "base64", "media_type": "application/pdf", "data": data}
-    return {"type": "text", "media_type": "text/plain", "data": content.text}
+    text = pool.store.get_content(doc.document_id).text
+    return {"type": "text", "media_type": "text/plain", "data": text}
 
 
 def inlined(request: dict[str, Any], sources: Sequence[dict[str, str]]) -> dict[str, Any]:

@@ -405,11 +405,16 @@ def test_timestamps_come_back_timezone_aware_in_utc(store: Store) -> None:
         assert before <= stamp <= after
 
 
-def test_stored_content_keeps_the_original_bytes(store: Store) -> None:
+def test_stored_content_keeps_the_original_bytes_and_reads_them_apart(store: Store) -> None:
     v = replace(version(), original=b"\x00\xffbinary original")
     doc = store.commit_version(version=v, intent_id=None).document
 
-    assert store.get_content(doc.id).original == b"\x00\xffbinary original"
+    assert store.get_original(doc.id) == b"\x00\xffbinary original"
+    content = store.get_content(doc.id)
+    assert content.text == v.text
+    assert "original" in inspect(content).unloaded  # text readers never load it
+    with pytest.raises(DocumentNotFound):
+        store.get_original("doc_gone")
 
 
 def test_change_log_is_ordered_and_read_from_a_position(store: Store) -> None:
