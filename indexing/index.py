@@ -70,6 +70,8 @@ T = TypeVar("T")
 
 _MIN_CAPACITY = 4
 _COMPACT_MIN_DEAD = 1024
+#: Fewest forgotten terms worth renumbering the vocabulary for.
+_COMPACT_MIN_DEAD_TERMS = 4096
 _NO_IDS: IntArray = np.zeros(0, np.int32)
 
 
@@ -369,6 +371,13 @@ class _Units:
         self.alive = _GrowableArray.wrap(np.ones(self.n_alive, np.bool_))
         self.changed()
         return new_number
+
+    def keep_terms(self, kept: BoolArray) -> None:
+        """Drop the statistics of the term ids not ``kept``, numbering the rest consecutively
+        in their order (``kept`` may be longer: this kind of unit grows its vocabulary late)."""
+        kept = kept[: len(self.postings)]
+        self.postings = [p for p, keep in zip(self.postings, kept.tolist(), strict=True) if keep]
+        self.df = _GrowableArray.wrap(self.df.view()[kept].copy())
 
     def changed(self) -> None:
         self._norm_cache = None
@@ -764,9 +773,30 @@ class InvertedIndex:
         return True
 
     def _maybe_compact(self) -> None:
-        """Renumber slots once dead ones outnumber the living (amortised O(1) per change)."""
+        """Renumber slots once dead ones outnumber the living, and terms once those no living
+        document holds outnumber the rest (amortised O(1) per change, as each renumbering
+        costs about what was added since the last)."""
         if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._docs.n_alive):
             self._compact_slots()
+        live_terms = int(np.count_nonzero(self._docs.df.view()))
+        if len(self._vocab) - live_terms > max(_COMPACT_MIN_DEAD_TERMS, live_terms):
+            self._compact_vocabulary()
+
+    def _compact_vocabulary(self) -> None:
+        """Forget the terms no living document holds (a long-lived index whose documents come
+        and go would otherwise keep every word it ever saw) and renumber the rest in order,
+        so each document's sorted term ids stay sorted. Passages hold only their document's
+        terms, so the documents' frequencies decide for both."""
+        kept: BoolArray = self._docs.df.view() > 0
+        new_id = np.full(len(kept), -1, np.int32)
+        new_id[kept] = np.arange(int(kept.sum()), dtype=np.int32)
+        self._vocab = {h: int(new_id[t]) for h, t in self._vocab.items() if kept[t]}
+        self._docs.keep_terms(kept)
+        self._passages.keep_terms(kept)
+        self._doc_terms = [None if ids is None else new_id[ids] for ids in self._doc_terms]
+        self._doc_passages = [
+            None if p is None else replace(p, ids=new_id[p.ids]) for p in self._doc_passages
+        ]
 
     def _dead_slots(self) -> int:
         return len(self._entries) - self._docs.n_alive
@@ -1075,8 +1105,8 @@ class InvertedIndex:
         budget: int | None,
     ) -> tuple[list[int], FloatArray]:
         """A convex combination of BM25 and best-passage similarity, each scaled to [0, 1]
-        over the allowed documents (BM25 alone for a document without vectors); returns the
-        ranked slots and their fused scores."""
+        over the allowed documents (BM25 alone for a document without vectors, and unscaled
+        when no allowed document has any); returns the ranked slots and their scores."""
         slots = len(scores)
         allowed = self._docs.alive.view()[:slots].copy()
         if mask is not None:

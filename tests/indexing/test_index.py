@@ -16,7 +16,7 @@ from rank_bm25 import BM25Okapi
 from indexing.analyzer import Analyzer
 from indexing.bm25 import BM25Params
 from indexing.filters import Condition, Filters, any_of, attributes_match, between
-from indexing.index import Hit, IndexEntry, InvertedIndex
+from indexing.index import _COMPACT_MIN_DEAD_TERMS, Hit, IndexEntry, InvertedIndex
 from indexing.summary import term_hash
 
 ANALYZER = Analyzer()
@@ -511,6 +511,36 @@ def test_an_index_loaded_empty_compacts_after_documents_come_and_go() -> None:
     assert set(ids(index.search(["common"], top_k=100))) == {
         f"f{i:04d}" for i in range(0, 1100, 50)
     }
+
+
+def test_terms_no_living_document_holds_are_forgotten() -> None:
+    """A long-lived index whose documents come and go (each with words of its own: names,
+    numbers, reference codes) keeps only about the vocabulary of the documents it holds."""
+
+    def churned(round_: int, i: int) -> IndexEntry:
+        return entry(f"r{round_}-{i}", {"common": 1, f"code{round_}x{i}": 3, "policy": i % 2})
+
+    keep = entry("keep", {"common": 2, "policy": 1})
+    index = build([keep])
+    largest = 0
+    for round_ in range(40):  # 10,000 words in all, each held for one round
+        for i in range(250):
+            index.add(churned(round_, i))
+        for i in range(250):
+            if i % 50 or round_ < 39:
+                index.remove(f"r{round_}-{i}")
+        largest = max(largest, len(index._vocab))
+    assert largest <= 2 * _COMPACT_MIN_DEAD_TERMS + 250 + 3
+
+    survivors = [keep, *(churned(39, i) for i in range(0, 250, 50))]
+    queries = ["common", "policy code39x50", "code3x7", "code39x200 common"]
+    assert_same_scores(index, build(survivors), queries)
+    assert index.document_frequency("code3x7") == 0
+    # A word seen again after it was forgotten gets an id like any new word.
+    back = entry("back", {"code3x7": 1, "common": 1})
+    index.add(back)
+    assert ids(index.search(["code3x7"], top_k=5)) == ["back"]
+    assert_same_scores(index, build([*survivors, back]), queries)
 
 
 def test_stale_postings_are_dropped_and_scores_stay_the_same() -> None:

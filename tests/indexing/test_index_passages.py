@@ -734,7 +734,7 @@ _docs = st.builds(
 )
 _changes = st.lists(
     st.tuples(
-        st.sampled_from(("add", "remove", "replace", "apply", "compact")),
+        st.sampled_from(("add", "remove", "replace", "apply", "compact", "forget")),
         st.sampled_from(FILE_IDS),
         _docs,
     ),
@@ -766,9 +766,13 @@ def test_any_sequence_of_changes_scores_like_a_fresh_bulk_load(
         elif change == "apply":
             index.apply_documents([f"doc-{file_id}"], [one.entry()])
             live.pop(file_id, None)
-        else:
+        elif change == "compact":
             # Compaction on its own needs over 1024 dead slots (see the compaction test above).
             index._compact_slots()
+            continue
+        else:
+            # Forgetting terms on its own needs thousands of them (see test_index.py).
+            index._compact_vocabulary()
             continue
         live[one.file_id] = one
     assert_same_as_fresh(index, list(live.values()), PROPERTY_QUERIES, params)
