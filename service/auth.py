@@ -89,16 +89,29 @@ def _check_origin(key: ApiKey, origin: str | None) -> None:
 
 def _caller(key: ApiKey, user: str | None, groups: str | None) -> Caller:
     role: Role = key.role  # type: ignore[assignment]  # checked when the key was made
-    if key.trusted_front_end and user and user.strip():
-        named = [g.strip() for g in (groups or "").split(",") if g.strip()]
+    if key.trusted_front_end and user is not None:
+        # Named, even blank: a front end speaking for nobody must not read as the key itself
+        # (for an admin key, every document).
+        named = [g.strip() for g in _header_text(groups or "").split(",") if g.strip()]
         return Caller(owner=f"{key.id}:{_user(user)}", groups=named, role=role, key_id=key.id)
     # Admin keys manage every document, so they read every document.
     readable = None if role == "admin" else list(key.groups)
     return Caller(owner=key.id, groups=readable, role=role, key_id=key.id)
 
 
+def _header_text(value: str) -> str:
+    """A header's text. HTTP hands headers over as Latin-1, so a front end's UTF-8 ("Łukasz",
+    "李明") arrives as other characters, some of them controls: read it as UTF-8 when it is."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def _user(given: str) -> str:
-    user = given.strip()
+    user = _header_text(given).strip()
+    if not user:
+        raise InvalidInput(f"{USER_HEADER} is blank; name the user, or leave the header out")
     if len(user) > MAX_USER_CHARS:
         raise InvalidInput(f"{USER_HEADER} is {len(user)} characters; at most {MAX_USER_CHARS}")
     problem = unsafe_character(user)

@@ -239,7 +239,12 @@ def test_an_admin_front_end_lists_only_what_the_named_user_may_read(
 
 @pytest.mark.parametrize(
     ("user", "needle"),
-    [("a" * 151, "at most 150"), ("ann\tlee", "a control character (U+0009)")],
+    [
+        ("a" * 151, "at most 150"),
+        ("ann\tlee", "a control character (U+0009)"),
+        ("   ", "is blank"),
+        ("", "is blank"),
+    ],
 )
 def test_a_front_end_user_name_that_cannot_be_kept_is_400(
     keyed: TestClient, secrets: Secrets, sample_pool: Pool, user: str, needle: str
@@ -252,6 +257,28 @@ def test_a_front_end_user_name_that_cannot_be_kept_is_400(
     assert response.status_code == 400
     assert needle in response.json()["error"]["message"]
     assert len(AuditLog(sample_pool.store).entries(limit=1000)) == audited
+
+
+@pytest.mark.parametrize("name", ["Łukasz", "李明", "Öz Martínez", "Jürgen"])
+def test_a_front_end_names_users_and_groups_in_utf_8(
+    keyed: TestClient, secrets: Secrets, sample_pool: Pool, name: str
+) -> None:
+    restricted = next(d for d in sample_pool.store.list_documents(limit=100)[0] if d.groups)
+    group = "équipe-" + restricted.groups[0]
+    sample_pool.store.update_metadata(document_id=restricted.id, groups=[group])
+    sample_pool.refresh()
+    headers = {
+        **bearer(secrets.front_end),
+        "X-Kpool-User": name.encode(),  # as a front end sends them: the bytes of UTF-8
+        "X-Kpool-Groups": f"staff, {group}".encode(),
+    }
+
+    response = keyed.get(f"/v1/documents/{restricted.id}", headers=headers)
+    asked = keyed.post("/v1/ask", json={"question": "annual leave"}, headers=headers)
+
+    assert response.status_code == 200
+    assert asked.status_code == 200
+    assert AuditLog(sample_pool.store).entries(limit=1)[0].owner.endswith(":" + name)
 
 
 def test_the_longest_front_end_user_name_is_answered_and_audited(
