@@ -533,34 +533,57 @@ def _extract_html(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     )
 
 
-#: The encodings of the HTML standard (WHATWG Encoding), by Python's name for each.
-_HTML_ENCODINGS = frozenset(
-    codecs.lookup(label).name
-    for label in (
-        "utf-8 ibm866 iso-8859-2 iso-8859-3 iso-8859-4 iso-8859-5 iso-8859-6 iso-8859-7 "
-        "iso-8859-8 iso-8859-10 iso-8859-13 iso-8859-14 iso-8859-15 iso-8859-16 koi8-r koi8-u "
-        "mac-roman cp874 cp1250 cp1251 cp1252 cp1253 cp1254 cp1255 cp1256 cp1257 cp1258 "
-        "mac-cyrillic gbk gb18030 big5 euc-jp iso-2022-jp shift_jis euc-kr"
-    ).split()
-)
+#: The HTML standard's encodings (WHATWG Encoding) by Python's name for the codecs its labels
+#: name, each mapped to the codec a browser decodes with: several labels mean a superset
+#: (ISO-8859-1 and ASCII are read as Windows-1252, GB2312 as GBK, Shift_JIS as Windows-31J).
+_HTML_DECODERS = {
+    codecs.lookup(name).name: codecs.lookup(superset or name).name
+    for names, superset in (
+        ("utf-8 ibm866 koi8-r koi8-u mac-roman mac-cyrillic gb18030 euc-jp iso-2022-jp", None),
+        ("iso-8859-2 iso-8859-3 iso-8859-4 iso-8859-5 iso-8859-6 iso-8859-7 iso-8859-8", None),
+        ("iso-8859-10 iso-8859-13 iso-8859-14 iso-8859-15 iso-8859-16", None),
+        ("cp1250 cp1251 cp1253 cp1255 cp1256 cp1257 cp1258", None),
+        ("cp1252 iso-8859-1 ascii", "cp1252"),
+        ("cp1254 iso-8859-9", "cp1254"),
+        ("cp874 iso-8859-11 tis-620", "cp874"),
+        ("gbk gb2312", "gbk"),
+        ("big5 big5hkscs", "big5hkscs"),
+        ("shift_jis cp932", "cp932"),
+        ("euc-kr cp949", "cp949"),
+    )
+    for name in names.split()
+}
+#: Labels of the standard that Python does not know by that name.
+_HTML_LABELS = {
+    "x-gbk": "gbk",
+    "windows-949": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "x-sjis": "cp932",
+    "windows-31j": "cp932",
+    "iso-8859-8-i": "iso-8859-8",
+    "x-mac-roman": "mac-roman",
+    "x-mac-cyrillic": "mac-cyrillic",
+    "x-cp1250": "cp1250",
+    "x-cp1251": "cp1251",
+}
 
 
 def _declared_charset(head: bytes) -> str | None:
+    """The codec for a page's ``<meta charset>``, as a browser would pick it; ``None`` when
+    there is none or it names nothing a browser would use (UTF-7, "undefined", punycode...),
+    so the bytes are detected as for a page without one."""
     match = _META_CHARSET.search(head)
     if match is None:
         return None
+    label = match.group(1).decode("ascii").strip().lower()
     try:
-        name = codecs.lookup(match.group(1).decode("ascii")).name
+        name = codecs.lookup(_HTML_LABELS.get(label, label)).name
     except LookupError:
         return None
-    # The tag was readable as ASCII, so a UTF-16/32 declaration is wrong (HTML spec: use UTF-8);
-    # and browsers read "ISO-8859-1" and "ASCII" pages as Windows-1252, so we do too.
+    # The tag was readable as ASCII, so a UTF-16/32 declaration is wrong (HTML spec: use UTF-8).
     if name.startswith(("utf-16", "utf-32")):
         return "utf-8"
-    if name in ("iso8859-1", "latin-1", "ascii"):
-        return "cp1252"
-    # Anything else a browser would not use (UTF-7, "undefined", punycode...) is ignored.
-    return name if name in _HTML_ENCODINGS else None
+    return _HTML_DECODERS.get(name)
 
 
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "head", "svg"})

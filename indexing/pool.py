@@ -139,8 +139,12 @@ class Pool:
         """Declare, before any summary is rebuilt, that the pool is being re-indexed to the
         configured parameters: no process indexing otherwise applies or writes summaries from
         then on (``refresh``, ``check_params``), and none configured with the new parameters
-        trusts the pool until ``adopt_params`` says the re-index finished."""
-        self.store.set_meta(PARAMS_KEY, {**self.config.index_params(), REINDEXING: True})
+        trusts the pool until ``adopt_params`` says the re-index finished. A re-index to the
+        parameters the pool already has changes nothing another process could notice, so it
+        leaves them be."""
+        wanted = self.config.index_params()
+        if self.store.get_meta(PARAMS_KEY) != wanted:
+            self.store.set_meta(PARAMS_KEY, {**wanted, REINDEXING: True})
 
     def adopt_params(self) -> None:
         """Declare the configured parameters the pool's own (after a re-index)."""

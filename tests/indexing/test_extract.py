@@ -272,6 +272,31 @@ def test_html_charset_comes_from_bom_or_meta(data: bytes, expected: str) -> None
     assert extract("page.html", data).text == expected
 
 
+@pytest.mark.parametrize(
+    ("label", "codec", "text"),
+    [
+        ("gb2312", "gb2312", "年假政策"),
+        ("x-gbk", "gbk", "年假政策"),
+        ("iso-8859-9", "cp1254", "Yıllık izin"),
+        ("latin5", "cp1254", "Yıllık izin"),
+        ("tis-620", "tis-620", "นโยบายการลา"),
+        ("windows-949", "cp949", "연차 휴가"),
+        ("ms932", "cp932", "年次休暇"),
+        ("Shift_JIS", "cp932", "年次休暇①"),  # a Windows-31J character, as browsers read it
+        ("iso-8859-8-i", "iso-8859-8", "מדיניות חופשה"),
+        ("big5-hkscs", "big5hkscs", "年假政策"),
+    ],
+)
+def test_html_labels_browsers_know_are_decoded_as_declared(
+    label: str, codec: str, text: str
+) -> None:
+    page = f'<meta charset="{label}"><p>{text}</p>'.encode(codec)
+
+    extracted = extract("page.html", page)
+
+    assert (extracted.text, extracted.warnings) == (text, ())
+
+
 def test_text_a_decoder_left_lone_surrogates_in_is_stored_with_replacement_characters() -> None:
     decoded = b"Leave +2AA- policy".decode("utf-7")
     assert "\ud800" in decoded

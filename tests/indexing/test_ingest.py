@@ -672,6 +672,21 @@ def test_a_running_pool_stops_applying_summaries_reindexed_with_other_parameters
     assert "analyzer.stopwords" in server.params_mismatch
 
 
+def test_a_re_index_to_the_same_parameters_disturbs_no_other_process(
+    open_pool: OpenPool,
+) -> None:
+    server = open_pool()
+    leave = add(server, "/docs/leave.md", "The leave policy. " + LEAVE)
+    again = open_pool(check_params=False)
+
+    again.begin_reindex()
+    assert _reindex_one(again, leave.document_id or "")
+
+    assert server.refresh() == 1 and server.params_mismatch is None
+    assert add(server, "/docs/travel.md", TRAVEL).status == "added"
+    assert open_pool().params_mismatch is None
+
+
 def test_no_pool_applies_a_re_index_half_done(open_pool: OpenPool) -> None:
     server = open_pool()
     leave = add(server, "/docs/leave.md", "The leave policy. " + LEAVE)
