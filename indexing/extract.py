@@ -476,7 +476,7 @@ def _markdown_heading(text: str) -> str | None:
 
 def _jsonable(filename: str, mapping: dict[Any, Any]) -> dict[str, Any]:
     """Copy YAML values into JSON types (dates become ISO strings; unknown types and the
-    numbers JSON cannot hold, strings).
+    numbers JSON cannot hold, strings; text as ``_storable`` makes it).
 
     YAML aliases can make a few bytes describe an exponentially large tree, or a cycle, so the
     copy counts nodes and depth and gives up past fixed budgets.
@@ -491,18 +491,26 @@ def _jsonable(filename: str, mapping: dict[Any, Any]) -> dict[str, Any]:
                 f"{_MAX_FRONT_MATTER_DEPTH} levels (self-referencing YAML aliases?)"
             )
         if isinstance(item, dict):
-            return {str(key): convert(val, depth + 1) for key, val in item.items()}
+            return {_storable(str(key)): convert(val, depth + 1) for key, val in item.items()}
         if isinstance(item, (list, tuple, set, frozenset)):
             return [convert(val, depth + 1) for val in item]
         if isinstance(item, (datetime, date)):
             return item.isoformat()
         if isinstance(item, float) and not math.isfinite(item):
             return str(item)  # YAML's .nan and .inf have no JSON number
-        if item is None or isinstance(item, (str, int, float, bool)):
+        if isinstance(item, str):
+            return _storable(item)
+        if item is None or isinstance(item, (int, float, bool)):
             return item
-        return str(item)
+        return _storable(str(item))
 
-    return {str(key): convert(value) for key, value in mapping.items()}
+    return {_storable(str(key)): convert(value) for key, value in mapping.items()}
+
+
+def _storable(text: str) -> str:
+    """Text found in a file's metadata as it can be stored: NULs dropped and lone surrogates
+    replaced, as in the body text (metadata found in a file is cleaned, not refused)."""
+    return _LONE_SURROGATE.sub("\ufffd", text.replace("\x00", ""))
 
 
 # --------------------------------------------------------------------------------------------

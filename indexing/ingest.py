@@ -217,7 +217,7 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
             groups=request.groups or tuple(existing.groups),
         )
         if not request.attributes:
-            attributes = {**existing.attributes, **extracted.metadata}
+            attributes = {**_given_apart_from_file(pool, existing), **extracted.metadata}
     check_attributes(attributes)
     version = _new_version(pool, request, extracted, digest, attributes)
     status: Status = "added" if existing is None else "updated"
@@ -324,6 +324,20 @@ def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:
         if merged != doc.attributes:
             changes["attributes"] = merged
     return changes
+
+
+def _given_apart_from_file(pool: Pool, doc: Document) -> dict[str, Any]:
+    """The attributes of ``doc`` that its file did not give (set at upload, by a manifest or
+    by ``PUT``): what a new version keeps. Its file's metadata is read again from the stored
+    original, so that a key the new file no longer has goes with the old file."""
+    if not doc.attributes:
+        return {}
+    try:
+        original = pool.store.get_original(doc.id)
+        found = extract(doc.filename, original, pool.config.limits).metadata
+    except PoolError:  # unreadable now (limits changed?): keep everything rather than guess
+        found = {}
+    return {k: v for k, v in doc.attributes.items() if k not in found or found[k] != v}
 
 
 def _new_version(

@@ -625,23 +625,36 @@ def test_a_new_version_keeps_its_attributes_under_its_own_front_matter(pool: Poo
     add(pool, "/docs/pay.md", "---\nyear: 2\n---\nPay bands, revised. " + LEAVE)
     assert pool.store.get_document(first.document_id or "").attributes == {"owner": "hr", "year": 2}
 
+    # A key the file no longer has goes with it; one set by hand stays.
+    add(pool, "/docs/pay.md", "---\nstatus: draft\n---\nPay bands, draft. " + LEAVE)
+    assert pool.store.get_document(first.document_id or "").attributes == {
+        "owner": "hr",
+        "status": "draft",
+    }
+    add(pool, "/docs/pay.md", "Pay bands, final. " + LEAVE)
+    assert pool.store.get_document(first.document_id or "").attributes == {"owner": "hr"}
+
     # Attributes given with a version replace the kept ones, as tags and groups do.
     add(pool, "/docs/pay.md", "Pay bands, third. " + LEAVE, attributes={"owner": "finance"})
     assert pool.store.get_document(first.document_id or "").attributes == {"owner": "finance"}
 
 
-def test_front_matter_numbers_json_cannot_hold_are_kept_as_text(pool: Pool) -> None:
-    outcome = add(pool, "/docs/pay.md", "---\nscore: .nan\nlimit: -.inf\n---\n" + LEAVE)
+def test_front_matter_values_no_store_keeps_are_cleaned_not_refused(pool: Pool) -> None:
+    front = '---\nscore: .nan\nlimit: -.inf\nowner: "a\\0b"\n"k\\0ey": "\\ud800x"\n---\n'
+    outcome = add(pool, "/docs/pay.md", front + LEAVE)
 
     assert outcome.status == "added", outcome.reason
     doc = pool.store.get_document(outcome.document_id or "")
-    assert doc.attributes == {"score": "nan", "limit": "-inf"}
+    assert doc.attributes == {"score": "nan", "limit": "-inf", "owner": "ab", "key": "\ufffdx"}
 
 
 @pytest.mark.parametrize(
     ("metadata", "needle"),
     [
-        ({"data": b'---\nowner: "a\\0b"\n---\n' + LEAVE.encode()}, "pay.md: front matter"),
+        (
+            {"data": b"---\nx:\n" + b"  - " * 17 + b"1\n---\n" + LEAVE.encode()},
+            "pay.md: front matter",
+        ),
         ({"attributes": {"score": float("nan")}}, "attributes.score is nan"),
         ({"attributes": {"owner": "x\x00"}}, "attributes.owner contains a NUL"),
     ],
