@@ -2,9 +2,11 @@
 
 Attributes arrive from an upload form, a ``PUT``, a bulk manifest and a file's own front
 matter, and every listing of documents serialises them again. Whatever one of those paths
-accepts must store in SQLite and PostgreSQL alike and come back out, so the rules live here,
-once: JSON types only, finite numbers, no NUL (PostgreSQL's ``jsonb`` refuses it), and a
-bounded depth and size (a deeply nested value stores, then breaks every listing of the pool).
+accepts must store in SQLite and PostgreSQL alike and come back out of every listing, so the
+rules live here, once: JSON types only, finite numbers (NaN is not JSON; PostgreSQL refuses
+it), text without NUL or lone surrogates (no UTF-8 holds a surrogate, so the listing's
+serialisation would fail), and a bounded depth and size (a deeply nested value stores, then
+breaks every listing of the pool).
 """
 
 from __future__ import annotations

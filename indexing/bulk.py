@@ -21,6 +21,7 @@ from typing import Any
 from indexing.attributes import check_attributes
 from indexing.errors import FileTooLarge, InvalidInput, PoolError
 from indexing.extract import check_size
+from indexing.filenames import sanitise_filename
 from indexing.ingest import IngestRequest, Outcome, Recovery, delete_document, ingest, recover
 from indexing.pool import Pool
 
@@ -280,8 +281,9 @@ def bulk_ingest(
     elif prune:
         seen = {str(request.path): request for request in requests}
         for outcome in _prune(pool, paths, seen, report.outcomes, dry_run=dry_run):
-            # A moved file's outcome replaces the one it had as a copy of its old self.
-            report.outcomes = [o for o in report.outcomes if o.source != outcome.source]
+            if outcome.status != "pruned":
+                # A moved file's outcome replaces the one it had as a copy of its old self.
+                report.outcomes = [o for o in report.outcomes if o.source != outcome.source]
             report.outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome, done, total)
@@ -374,7 +376,12 @@ def _move(
     if dry_run:
         return Outcome(str(item.path), "updated", document_id, reason=f"dry run: {moved}")
     try:
-        pool.store.move_source(document_id=document_id, source_was=source, source=str(item.path))
+        pool.store.move_source(
+            document_id=document_id,
+            source_was=source,
+            source=str(item.path),
+            filename=sanitise_filename(item.path.name),
+        )
     except PoolError as exc:
         return Outcome(str(item.path), "failed", document_id, reason=f"{moved}: {exc}")
     # Once more under its own source, so that its manifest row's metadata applies.

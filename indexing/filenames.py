@@ -10,13 +10,15 @@ made one space, NFC-composed and shortened with its extension kept.
 
 A source (a document's identity: a path, or a name given with an upload) cannot be rewritten
 like that without merging identities, so one that could not be stored or shown faithfully is
-refused instead (``check_source``).
+refused instead (``check_source``). So are tags and groups (``check_labels``), which are
+shown, matched and stored as given.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import PurePath
 
 from indexing.errors import InvalidInput
@@ -114,3 +116,12 @@ def check_source(source: str) -> None:
         raise InvalidInput(
             f"source {source!r} contains {problem}; rename it or give another source"
         )
+
+
+def check_labels(tags: Sequence[str], groups: Sequence[str]) -> None:
+    """Refuse a tag or group holding a character that hides text or that a store refuses."""
+    for kind, labels in (("tag", tags), ("group", groups)):
+        for label in labels:
+            problem = unsafe_character(label)
+            if problem is not None:
+                raise InvalidInput(f"{kind} {label!r} contains {problem}")

@@ -48,7 +48,7 @@ from indexing.errors import (
     UpstreamUnavailable,
 )
 from indexing.extract import Extracted, check_upload, extract, upload_payload
-from indexing.filenames import check_source, clean_title, sanitise_filename, unsafe_character
+from indexing.filenames import check_labels, check_source, clean_title, sanitise_filename
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
 from indexing.passages import Passage, PassageParams, passage_text, split_passages
@@ -300,15 +300,6 @@ def update_metadata(
         except SummaryOutdated:
             continue  # a new version, title or description landed meanwhile: read it again
     raise Conflict(f"document {document_id} kept changing while its title was set; try again")
-
-
-def check_labels(tags: Sequence[str], groups: Sequence[str]) -> None:
-    """Refuse a tag or group holding a character that hides text or that a store refuses."""
-    for kind, labels in (("tag", tags), ("group", groups)):
-        for label in labels:
-            problem = unsafe_character(label)
-            if problem is not None:
-                raise InvalidInput(f"{kind} {label!r} contains {problem}")
 
 
 def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:

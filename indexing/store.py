@@ -575,9 +575,11 @@ class Store:
             session.add(Change(op="upsert", document_id=doc.id, file_id=doc.file_id))
             return doc
 
-    def move_source(self, *, document_id: str, source_was: str, source: str) -> Document:
-        """Give a document another source (its file moved), if it still has ``source_was``
-        and no other document has ``source``; else ``Conflict``."""
+    def move_source(
+        self, *, document_id: str, source_was: str, source: str, filename: str
+    ) -> Document:
+        """Give a document another source and the filename shown for it (its file moved), if
+        it still has ``source_was`` and no other document has ``source``; else ``Conflict``."""
         with self.writing() as session:
             doc = session.get(Document, document_id)
             if doc is None:
@@ -588,6 +590,7 @@ class Store:
             if taken.first() is not None:
                 raise Conflict(f"another document already has the source {source}")
             doc.source = source
+            doc.filename = filename
             doc.updated_at = utcnow()
             session.add(doc)
             session.add(Change(op="upsert", document_id=doc.id, file_id=doc.file_id))

@@ -48,5 +48,5 @@ class RefuseNulInUrl:
 
 
 def _holds_nul(scope: Scope) -> bool:
-    query = bytes(scope.get("query_string", b"")).lower()
+    query = bytes(scope.get("query_string", b""))
     return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query

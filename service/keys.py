@@ -24,6 +24,7 @@ from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel, col, select
 
 from indexing.errors import InvalidInput, KeyNotFound
+from indexing.filenames import check_labels, unsafe_character
 from indexing.models import UTCDateTime, utcnow
 from indexing.store import Store
 from service.settings import normalise_origin
@@ -32,6 +33,8 @@ Role = Literal["admin", "user", "widget"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 SECRET_PREFIX = "kp_"
+#: Longest name a key may be given.
+MAX_NAME_CHARS = 200
 
 
 class ApiKey(SQLModel, table=True):
@@ -95,6 +98,14 @@ class Keys:
             raise InvalidInput("only widget keys are bound to origins")
         if trusted_front_end and role == "widget":
             raise InvalidInput("a widget key is public, so it cannot be a trusted front end")
+        check_labels((), groups)
+        problem = unsafe_character(name)
+        if problem is not None:
+            raise InvalidInput(f"the key's name contains {problem}")
+        if len(name) > MAX_NAME_CHARS:
+            raise InvalidInput(
+                f"the key's name is {len(name)} characters; at most {MAX_NAME_CHARS}"
+            )
         try:
             bound = sorted({normalise_origin(origin) for origin in origins})
         except ValueError as exc:

@@ -348,6 +348,7 @@ def test_prune_moves_the_document_of_a_file_that_was_renamed(
     assert moved.reason.startswith(f"moved from {root / 'leave.md'}")
     doc = pool.store.get_document(original.id)
     assert (doc.source, doc.file_id, doc.title) == (moved_to, original.file_id, "Annual Leave")
+    assert doc.filename == "annual-leave.md"  # what answers name it by
     assert list(documents(pool)) == [moved_to]
     assert original.file_id in pool.index
     assert {f.id for f in files_backend.list()} == {original.file_id}
