@@ -41,6 +41,7 @@ from indexing.errors import (
     Conflict,
     DocumentNotFound,
     FileTooLarge,
+    IndexParamsMismatch,
     InvalidInput,
     PoolError,
     UpstreamError,
@@ -52,9 +53,9 @@ from indexing.filenames import check_labels, check_source, clean_title, sanitise
 from indexing.files import RemoteFile
 from indexing.models import Document, UploadIntent
 from indexing.passages import Passage, PassageParams, passage_text, split_passages
-from indexing.pool import Pool
+from indexing.pool import Pool, describe_mismatch
 from indexing.semantic import passage_vectors
-from indexing.store import NewVersion, Retitled, SummaryOutdated, VectorsDue
+from indexing.store import NewVersion, ParamsChanged, Retitled, SummaryOutdated, VectorsDue
 from indexing.summary import PassageVectors, passage_spans
 
 log = logging.getLogger(__name__)
@@ -223,11 +224,16 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
     status: Status = "added" if existing is None else "updated"
     if dry_run:
         return Outcome(request.source, status, title=version.title, reason="dry run")
-    pool.check_still_own_params()
+    pool.check_still_own_params()  # before paying for the upload; the commit checks again
     remote, intent_id = _upload(pool, request, extracted, digest)
-    committed = pool.store.commit_version(
-        version=replace(version, file_id=remote.id), intent_id=intent_id
-    )
+    try:
+        committed = pool.store.commit_version(
+            version=replace(version, file_id=remote.id), intent_id=intent_id
+        )
+    except ParamsChanged as exc:  # a re-index began during the upload
+        _abandon_upload(pool, remote.id, intent_id)
+        wanted = pool.config.index_params()
+        raise IndexParamsMismatch(describe_mismatch(exc.stored, wanted)) from None
     pool.refresh()
     if committed.replaced_file_id:
         delete_remote(pool, committed.replaced_file_id)
@@ -287,6 +293,7 @@ def update_metadata(
                 summary.passages,
                 expanded=bool(content.expansion),
             )
+        wanted = pool.config.index_params()
         try:
             return pool.store.update_metadata(
                 document_id=document_id,
@@ -296,9 +303,12 @@ def update_metadata(
                 attributes=attributes,
                 retitled=retitled,
                 title_was=doc.title if title is not None else None,
+                made_under=wanted,
             )
         except SummaryOutdated:
             continue  # a new version, title or description landed meanwhile: read it again
+        except ParamsChanged as exc:  # a re-index began meanwhile
+            raise IndexParamsMismatch(describe_mismatch(exc.stored, wanted)) from None
     raise Conflict(f"document {document_id} kept changing while its title was set; try again")
 
 
@@ -361,6 +371,7 @@ def _new_version(
         original=request.data,
         text=extracted.text,
         page_spans=[list(span) for span in extracted.page_spans] if extracted.page_spans else None,
+        made_under=pool.config.index_params(),
     )
 
 
@@ -430,6 +441,22 @@ def _upload(
     return remote, intent_id
 
 
+def _abandon_upload(pool: Pool, file_id: str, intent_id: int) -> None:
+    """Delete an upload no commit will adopt; if that fails, its intent stays for
+    ``recover``."""
+    if _delete_upstream(pool, file_id):
+        pool.store.drop_intent(intent_id=intent_id)
+
+
+def _delete_upstream(pool: Pool, file_id: str) -> bool:
+    try:
+        pool.backend.delete(file_id)
+    except UpstreamError as exc:
+        log.warning("could not delete remote file %s yet (%s); will retry later", file_id, exc)
+        return False
+    return True
+
+
 def delete_document(pool: Pool, document_id: str) -> Document:
     """Remove a document: first from routing (committed), then its remote file."""
     doc = pool.store.delete_document(document_id=document_id)
@@ -441,10 +468,7 @@ def delete_document(pool: Pool, document_id: str) -> Document:
 
 def delete_remote(pool: Pool, file_id: str) -> bool:
     """Delete a retired remote file; on failure it stays retired for ``recover`` to retry."""
-    try:
-        pool.backend.delete(file_id)
-    except UpstreamError as exc:
-        log.warning("could not delete remote file %s yet (%s); will retry later", file_id, exc)
+    if not _delete_upstream(pool, file_id):
         return False
     pool.store.forget_retired(file_id=file_id)
     return True

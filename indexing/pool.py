@@ -20,9 +20,8 @@ from indexing.files import FilesBackend
 from indexing.index import InvertedIndex
 from indexing.passages import PassageParams
 from indexing.semantic import DIMENSIONS, MODEL_NAME, TITLE_SHARE, Encoder, shared_encoder
-from indexing.store import Store, sqlite_url
+from indexing.store import PARAMS_KEY, Store, sqlite_url
 
-PARAMS_KEY = "index_params"
 #: Marks the stored parameters as those of a re-index under way (or cut short).
 REINDEXING = "reindexing"
 #: Documents applied to the index per lock acquisition when catching up with the change log.

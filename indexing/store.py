@@ -47,6 +47,8 @@ from indexing.models import (
 from indexing.summary import PassageVectors, TermVector, embeddings_to_bytes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The pool meta entry holding the parameters every stored summary was made under.
+PARAMS_KEY = "index_params"
 #: The PostgreSQL advisory lock that orders the pool's writers (any constant all processes share).
 WRITE_LOCK_KEY = 0x6B706F6F6C  # "kpool"
 #: The advisory lock that lets one process at a time migrate the schema.
@@ -172,6 +174,18 @@ class NewVersion:
     text: str
     page_spans: list[list[int]] | None
     passages: PassageVectors | None = None
+    #: The index parameters the summary was made under: the commit is refused
+    #: (``ParamsChanged``) unless they are still the pool's.
+    made_under: dict[str, Any] | None = None
+
+
+class ParamsChanged(Exception):
+    """A summary made under parameters the pool no longer has (a re-index began meanwhile);
+    ``stored`` is what the pool has now."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__("the pool's index parameters changed")
+        self.stored = stored
 
 
 class SummaryOutdated(Exception):
@@ -459,6 +473,7 @@ class Store:
 
     def _commit_version(self, v: NewVersion, intent_id: int | None) -> Committed:
         with self.writing() as session:
+            _check_made_under(session, v.made_under)
             doc = session.exec(
                 select(Document).where(Document.source == v.source).with_for_update()
             ).first()
@@ -533,13 +548,17 @@ class Store:
         attributes: dict[str, Any] | None = None,
         retitled: Retitled | None = None,
         title_was: str | None = None,
+        made_under: dict[str, Any] | None = None,
     ) -> Document:
         """Change what routing filters on without a new upload. A new title comes with the
         summary made under it (``retitled``, from ``indexing.ingest.update_metadata``), and
         ``title_was``, the title it was read with. If the document has moved on since (another
         version, another title), nothing is written and ``SummaryOutdated`` is raised, for
-        the caller to read it again."""
+        the caller to read it again. ``made_under``: the parameters ``retitled`` was made
+        under, refused (``ParamsChanged``) unless they are still the pool's."""
         with self.writing() as session:
+            if retitled is not None:
+                _check_made_under(session, made_under)
             doc = session.get(Document, document_id)
             if doc is None:
                 raise DocumentNotFound(f"no document with id {document_id!r}")
@@ -1100,3 +1119,16 @@ def decode_cursor(cursor: str) -> str:
     if not isinstance(after, str):
         raise InvalidInput(f"invalid cursor {cursor!r}")
     return after
+
+
+def _check_made_under(session: Session, made_under: dict[str, Any] | None) -> None:
+    """Refuse a summary made under other parameters than the pool's, reading them locked: a
+    re-index that marks the pool (``Pool.begin_reindex``) waits for this transaction, or this
+    one sees its mark."""
+    if made_under is None:
+        return
+    # A shared lock: commits do not wait for each other, only a re-index's mark for them.
+    query = select(PoolMeta).where(col(PoolMeta.key) == PARAMS_KEY).with_for_update(read=True)
+    row = session.exec(query).first()
+    if row is not None and dict(row.value) != made_under:
+        raise ParamsChanged(dict(row.value))

@@ -43,7 +43,7 @@ from indexing.ingest import (
 )
 from indexing.models import Content, Summary
 from indexing.pool import PARAMS_KEY, Pool
-from indexing.store import Retitled, SummaryOutdated
+from indexing.store import ParamsChanged, Retitled, SummaryOutdated
 from tests.factories import make_docx, make_pdf
 from tests.fakes.anthropic_server import FakeAnthropic
 
@@ -683,6 +683,62 @@ def test_a_running_pool_stops_applying_summaries_reindexed_with_other_parameters
     assert server.refresh() == 0
     assert server.params_mismatch is not None
     assert "analyzer.stopwords" in server.params_mismatch
+
+
+@dataclass
+class ReindexMidUpload:
+    """A real backend during whose first upload another process begins a re-index."""
+
+    inner: FilesBackend
+    begin: Callable[[], None]
+    begun: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def upload(self, *, filename: str, data: bytes, mime_type: str) -> RemoteFile:
+        remote = self.inner.upload(filename=filename, data=data, mime_type=mime_type)
+        if not self.begun:
+            self.begun = True
+            self.begin()
+        return remote
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_version_uploaded_while_a_re_index_began_is_not_committed(
+    open_pool: OpenPool, files_backend: FilesBackend
+) -> None:
+    rebuilding = open_pool(analyzer=AnalyzerParams(stopwords="none"), check_params=False)
+    server = open_pool(backend=ReindexMidUpload(files_backend, rebuilding.begin_reindex))
+
+    outcome = add(server, "/docs/leave.md", "The leave policy. " + LEAVE)
+
+    assert outcome.status == "failed" and "under way" in outcome.reason
+    assert server.store.count_documents() == 0
+    assert remote_ids(files_backend) == set()  # the upload no commit adopted is gone
+    assert server.store.intents() == []
+
+
+def test_a_title_made_under_parameters_the_pool_left_is_refused(open_pool: OpenPool) -> None:
+    server = open_pool()
+    leave = add(server, "/docs/leave.md", "The leave policy. " + LEAVE)
+    doc = server.store.get_document(leave.document_id or "")
+    content = server.store.get_content(doc.id)
+    summary = summarise(server, "Leave", content.text)
+    open_pool(analyzer=AnalyzerParams(stopwords="none"), check_params=False).begin_reindex()
+
+    with pytest.raises(ParamsChanged):
+        server.store.update_metadata(
+            document_id=doc.id,
+            title="Leave",
+            retitled=Retitled(doc.file_id or "", summary.terms, summary.length, summary.passages),
+            title_was=doc.title,
+            made_under=server.config.index_params(),
+        )
+    assert server.store.get_document(doc.id).title == doc.title
 
 
 def test_a_re_index_to_the_same_parameters_disturbs_no_other_process(
