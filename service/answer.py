@@ -41,12 +41,15 @@ class Citation:
     end_page_number: int | None = None
 
     def location(self) -> tuple[Any, ...]:
+        """What makes two citations one: the same span of the same file, and for pages (a
+        page holds many passages) the same quoted text as well."""
         return (
             self.file_id,
             self.start_char_index,
             self.end_char_index,
             self.start_page_number,
             self.end_page_number,
+            self.cited_text if self.type == "page_location" else None,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -174,7 +174,8 @@ def past_turns(
                 continue
             if doc.file_id is not None:
                 documents.append(request_document(doc, 0.0))
-        history.append(PastTurn(turn.question, turn.reply or turn.answer, documents))
+        # Never an empty turn: the API refuses a blank text block (an old empty reply).
+        history.append(PastTurn(turn.question, turn.reply or turn.answer or "-", documents))
     return history
 
 

@@ -119,9 +119,11 @@ class ClaudeReply:
     def __iter__(self) -> Iterator[AnswerEvent]:
         numbers = CitationNumbers()
         cited_in_block: dict[int, list[Citation]] = {}
+        said = False
         try:
             for event in self._stream:
                 if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    said = said or bool(event.delta.text.strip())
                     yield TextDelta(event.delta.text)
                 elif event.type == "content_block_delta" and event.delta.type == "citations_delta":
                     known = len(numbers.citations)
@@ -144,6 +146,9 @@ class ClaudeReply:
             ) from exc
         finally:
             self.close()
+        note = closing_note(message)
+        if note:
+            yield TextDelta(f"\n\n{note}" if said else note)
         yield Finished(
             answer_from_message(message, self._documents, self._stream.request_id, self._routed)
         )
@@ -253,8 +258,10 @@ def answer_from_message(
         if cited:
             parts.append(markers(cited))
     usage = message.usage
+    note = closing_note(message)
+    answer = "".join(parts).strip()
     return Answer(
-        answer="".join(parts).strip(),
+        answer=f"{answer}\n\n{note}" if answer and note else answer or note,
         citations=numbers.citations,
         documents=list(documents if routed is None else routed),
         mode="claude",
@@ -268,6 +275,20 @@ def answer_from_message(
         request_id=request_id or getattr(message, "_request_id", None),
         reply="".join(said).strip(),
     )
+
+
+#: Said when the model's reply holds no text: an empty answer would look like a fault, and
+#: an empty turn sent back with a follow-up is refused by the API.
+NO_REPLY = "The model gave no answer to this question; try asking it another way."
+REFUSED = "The model declined to answer this question."
+CUT_SHORT = "(The answer was cut short at the length limit.)"
+
+
+def closing_note(message: Message) -> str:
+    """What the reply's end adds to its text: why there is none, or that it was cut short."""
+    if not any(block.type == "text" and block.text.strip() for block in message.content):
+        return REFUSED if message.stop_reason == "refusal" else NO_REPLY
+    return CUT_SHORT if message.stop_reason == "max_tokens" else ""
 
 
 def translate(exc: anthropic.APIError, documents: Sequence[RequestDocument]) -> PoolError:

@@ -32,6 +32,16 @@ def storable_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(storable_text)]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank")  # the Messages API refuses a text block of whitespace
+    return value
+
+
+#: A question: text as ``Text``, with something in it besides whitespace.
+QuestionText = Annotated[str, AfterValidator(storable_text), AfterValidator(_not_blank)]
+
+
 class RefuseNulInUrl:
     """Answer 400 to a request whose path or query string holds a NUL (``%00``): no id,
     name or parameter of this API has one, and a lookup with it would fail in PostgreSQL."""

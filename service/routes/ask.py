@@ -38,7 +38,7 @@ from service.deps import (
     SettingsDep,
     client_address,
 )
-from service.edge import Text
+from service.edge import QuestionText, Text
 from service.errors import API_ERRORS, error_body, error_responses
 from service.filters import RequestFilters, request_filters
 
@@ -52,7 +52,7 @@ EVENT_STREAM = "text/event-stream"
 
 
 class AskRequest(BaseModel):
-    question: Text = Field(min_length=1, max_length=4000)
+    question: QuestionText = Field(min_length=1, max_length=4000)
     top_k: int | None = Field(default=None, ge=1, le=20)
     tags: list[Text] | None = Field(default=None, max_length=20)
     filters: RequestFilters | None = None

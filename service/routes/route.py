@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import PoolDep, ReaderDep, SettingsDep
-from service.edge import Text
+from service.edge import QuestionText, Text
 from service.errors import API_ERRORS
 from service.filters import RequestFilters, request_filters
 from service.router import Route, route
@@ -16,7 +16,7 @@ router = APIRouter(tags=["routing"], responses=API_ERRORS)
 
 
 class RouteRequest(BaseModel):
-    question: Text = Field(min_length=1, max_length=4000)
+    question: QuestionText = Field(min_length=1, max_length=4000)
     top_k: int | None = Field(default=None, ge=1, le=100)
     tags: list[Text] | None = Field(default=None, max_length=20)
     filters: RequestFilters | None = None

@@ -86,7 +86,8 @@ async function ask(question, replacing = null) {
   const controller = new AbortController();
   setStreaming(controller);
   const body = { question, stream: true };
-  if (state.conversationId) body.conversation_id = state.conversationId;
+  const sentConversation = state.conversationId;
+  if (sentConversation) body.conversation_id = sentConversation;
   try {
     const response = await fetch(ASK_URL, {
       method: "POST",
@@ -97,6 +98,11 @@ async function ask(question, replacing = null) {
       body: JSON.stringify(body),
       signal: controller.signal,
     });
+    if (response.status === 404 && sentConversation) {
+      // Forgotten (idle too long) or deleted: the next question starts a new conversation.
+      if (state.conversationId === sentConversation) state.conversationId = null;
+      throw new ApiError("That conversation has expired; ask again to start a new one.");
+    }
     if (!response.ok) throw await errorFromResponse(response);
     const type = response.headers.get("Content-Type") || "";
     if (type.startsWith("text/event-stream")) {

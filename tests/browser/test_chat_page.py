@@ -170,6 +170,32 @@ def test_an_error_in_the_middle_of_the_stream_keeps_the_question_for_a_retry(
         expect(page.locator(".turn")).to_have_count(1)
 
 
+def test_a_conversation_forgotten_meanwhile_is_said_and_the_next_question_starts_anew(
+    page: Page, extractive_app_factory: AppFactory, console: BrowserConsole
+) -> None:
+    console.allow(r"status of 404")
+    with serve_app(extractive_app_factory()) as base:
+        page.goto(base)
+        with page.expect_request(lambda r: r.url.endswith("/v1/ask")) as first:
+            ask(page, LEAVE_QUESTION)
+        expect(answer(page, 1)).to_have_attribute("data-state", "done")
+        with page.expect_request(lambda r: r.url.endswith("/v1/ask")) as follow_up:
+            ask(page, FOLLOW_UP)
+        expect(answer(page, 2)).to_have_attribute("data-state", "done")
+        sent = json.loads(follow_up.value.post_data or "{}")
+        assert "conversation_id" not in json.loads(first.value.post_data or "{}")
+        httpx.delete(f"{base}/v1/conversations/{sent['conversation_id']}").raise_for_status()
+
+        ask(page, "Who approves carry-over?")
+        expired = answer(page, 3)
+        expect(expired).to_have_attribute("data-state", "error")
+        expect(expired.get_by_role("alert")).to_contain_text("conversation has expired")
+        with page.expect_request(lambda r: r.url.endswith("/v1/ask")) as fresh:
+            expired.get_by_role("button", name="Try again").click()
+        expect(answer(page, 3)).to_have_attribute("data-state", "done")
+    assert "conversation_id" not in json.loads(fresh.value.post_data or "{}")
+
+
 def test_the_service_being_unreachable_is_said_plainly(
     page: Page, extractive_app_factory: AppFactory, console: BrowserConsole
 ) -> None:

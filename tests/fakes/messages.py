@@ -17,6 +17,7 @@ replays citations with ``file_id``). Errors name the path as the API does
 * ``temperature``/``top_p``/``top_k`` under ``anthropic-version: 2026-10-21`` (accepted and range
   checked under ``2023-06-01``);
 * no messages, or a conversation whose first non-``system`` turn is not ``user``;
+* a text block (or string content) that is empty or only whitespace, in any turn;
 * under 2026-10-21: a ``document`` block in an ``assistant`` turn, or a text block with non-empty
   ``citations`` in a ``user`` turn;
 * citations enabled on some documents and not on others; citations with
@@ -406,6 +407,13 @@ def _check_turns(body: Mapping[str, Any]) -> None:
     roles = [m.get("role") for m in messages if m.get("role") != "system"]
     if not roles or roles[0] != "user":
         raise ApiError(400, 'messages: first message must use the "user" role')
+    for ref in content_blocks(body):
+        if ref.block.get("type") != "text" or not isinstance(ref.block.get("text"), str):
+            continue
+        if not ref.block["text"]:
+            raise ApiError(400, f"{ref.path}: text content blocks must be non-empty")
+        if not ref.block["text"].strip():
+            raise ApiError(400, f"{ref.path}: text content blocks must contain non-whitespace text")
 
 
 def _check_version_traps(body: Mapping[str, Any], version: str) -> None:

@@ -560,6 +560,25 @@ TRAPS = [
         "messages.0.content.0.document.source.file_id: File not found: file_011Cnope",
         id="unknown-file-id",
     ),
+    pytest.param(
+        _create(
+            max_tokens=50,
+            messages=[
+                {"role": "user", "content": [_doc(), QUESTION]},
+                {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+                {"role": "user", "content": "And then?"},
+            ],
+        ),
+        anthropic.BadRequestError,
+        "messages.1.content.0: text content blocks must be non-empty",
+        id="empty-text-block",
+    ),
+    pytest.param(
+        _create(max_tokens=50, messages=[{"role": "user", "content": " \n "}]),
+        anthropic.BadRequestError,
+        "messages.0.content.0: text content blocks must contain non-whitespace text",
+        id="whitespace-question",
+    ),
 ]
 
 

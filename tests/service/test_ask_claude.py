@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from indexing.ingest import delete_document
 from indexing.pool import Pool
-from service.answer import Answer, collect
+from service.answer import Answer, Citation, CitationNumbers, collect
 from service.app import create_app
 from service.ask import Answerer, ask, make_answerer, request_documents
 from service.prompt import Question, RequestDocument, in_request_order
@@ -87,6 +87,23 @@ def test_pdf_citations_carry_page_numbers(claude: TestClient) -> None:
     assert pages, body
     assert all(c["start_page_number"] >= 1 for c in pages)
     assert all(c["end_page_number"] > c["start_page_number"] for c in pages)
+
+
+def test_two_quotes_from_one_page_keep_numbers_of_their_own() -> None:
+    numbers = CitationNumbers()
+
+    def page_one(text: str) -> Citation:
+        return Citation(0, "file_a", "doc_a", "Expenses", text, "page_location", None, None, 1, 2)
+
+    first = numbers.number(page_one("Claims are paid within 30 days."))
+    second = numbers.number(page_one("Alcohol is not reimbursed."))
+    again = numbers.number(page_one("Claims are paid within 30 days."))
+
+    assert (first.number, second.number, again.number) == (1, 2, 1)
+    assert [c.cited_text for c in numbers.citations] == [
+        "Claims are paid within 30 days.",
+        "Alcohol is not reimbursed.",
+    ]
 
 
 def test_the_same_documents_again_read_the_prompt_cache(claude: TestClient) -> None:

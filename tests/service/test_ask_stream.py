@@ -75,6 +75,40 @@ def test_the_streamed_answer_is_the_json_answer(claude: TestClient) -> None:
         assert done[field] == whole[field], field
 
 
+@pytest.mark.parametrize(
+    ("content", "stop_reason", "expected"),
+    [
+        ([], "refusal", "The model declined to answer this question."),
+        ([{"type": "text", "text": "  "}], "end_turn", "The model gave no answer"),
+        (
+            [{"type": "text", "text": "Leave carries over"}],
+            "max_tokens",
+            "Leave carries over\n\n(The answer was cut short at the length limit.)",
+        ),
+    ],
+    ids=["refusal", "empty", "cut-short"],
+)
+def test_a_reply_without_a_proper_end_says_so_and_the_conversation_goes_on(
+    claude: TestClient,
+    fake_anthropic: FakeAnthropic,
+    content: list[dict[str, Any]],
+    stop_reason: str,
+    expected: str,
+) -> None:
+    fake_anthropic.messages.script_reply(content, stop_reason=stop_reason, times=2)
+    whole = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+    _, _, events = ask_streamed(claude, question=LEAVE_QUESTION)
+    done = events[-1].data
+
+    assert whole["answer"].startswith(expected) and done["answer"] == whole["answer"]
+    assert streamed_text(events).strip() == done["answer"]
+    follow_up = claude.post(
+        "/v1/ask",
+        json={"question": "And for part-time staff?", "conversation_id": whole["conversation_id"]},
+    )
+    assert follow_up.status_code == 200, follow_up.text
+
+
 def test_accept_text_event_stream_asks_for_a_stream(claude: TestClient) -> None:
     response = claude.post(
         "/v1/ask", json={"question": LEAVE_QUESTION}, headers={"Accept": "text/event-stream"}

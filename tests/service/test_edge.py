@@ -42,6 +42,10 @@ JSON_BODIES = [
     ),
     pytest.param("/v1/ask", {"question": "bees", "tags": ["a\x00"]}, "body.tags", id="ask-tags"),
     pytest.param("/v1/route", {"question": "bees\x00"}, "body.question", id="route-question"),
+    pytest.param(
+        "/v1/ask", {"question": " \n\t "}, "body.question: Value error, is blank", id="blank"
+    ),
+    pytest.param("/v1/route", {"question": "   "}, "is blank", id="route-blank"),
 ]
 
 
