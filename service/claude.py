@@ -306,12 +306,14 @@ def translate(exc: anthropic.APIError, documents: Sequence[RequestDocument]) -> 
             "Anthropic refused the server's credentials: the server's Anthropic API key is "
             f"missing or misconfigured ({detail})."
         )
-    if status == 404:
-        missing = next((d.file_id for d in documents if d.file_id in str(exc.message)), "")
+    missing = next((d.file_id for d in documents if d.file_id in str(exc.message)), "")
+    if status == 404 and (missing or "file" in str(exc.message).lower()):
         return RemoteFileMissing(f"a routed file is missing upstream ({detail})", file_id=missing)
-    if status in (408, 504):
+    # An error event after the stream began arrives with status 200: its type says what it is.
+    if status in (408, 504) or kind == "timeout_error":
         return UpstreamTimeout(f"Anthropic timed out ({detail}).")
-    if status in (409, 429) or status >= 500 or kind in ("overloaded_error", "api_error"):
+    passing = ("overloaded_error", "api_error", "rate_limit_error")
+    if status in (409, 429) or status >= 500 or kind in passing:
         return UpstreamUnavailable(
             f"Anthropic is overloaded or rate limiting; try again shortly ({detail}).",
             retry_after=retry_after_seconds(exc.response.headers),

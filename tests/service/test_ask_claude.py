@@ -210,14 +210,38 @@ def test_a_deprecated_model_is_warned_about_at_start_up(
     assert "claude-sonnet-4-5 is deprecated" in caplog.text
 
 
-def test_an_error_event_after_the_stream_began_is_a_clean_503(
+@pytest.mark.parametrize(
+    ("error_type", "status", "kind"),
+    [
+        ("overloaded_error", 503, "upstream_unavailable"),
+        ("rate_limit_error", 503, "upstream_unavailable"),
+        ("api_error", 503, "upstream_unavailable"),
+        ("timeout_error", 504, "upstream_timeout"),
+        ("invalid_request_error", 502, "upstream_error"),
+    ],
+)
+def test_an_error_event_after_the_stream_began_is_told_by_its_type(
+    claude: TestClient, fake_anthropic: FakeAnthropic, error_type: str, status: int, kind: str
+) -> None:
+    fake_anthropic.messages.stream_error_after(3, error_type)
+    response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == kind
+    assert ("Retry-After" in response.headers) == (status == 503)
+    assert "Traceback" not in response.text
+
+
+def test_a_404_that_names_no_file_is_not_a_missing_file(
     claude: TestClient, fake_anthropic: FakeAnthropic
 ) -> None:
-    fake_anthropic.messages.stream_error_after(3)
+    fake_anthropic.fail_next(
+        1, 404, message="model: claude-nope not found", path_prefix="/v1/messages"
+    )
     response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
-    assert response.status_code == 503
-    assert response.json()["error"]["type"] == "upstream_unavailable"
-    assert "Traceback" not in response.text
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_error"
+    assert "model: claude-nope not found" in response.json()["error"]["message"]
+    assert len(fake_anthropic.requests_to("POST", "/v1/messages")) == 1  # nothing "repaired"
 
 
 def test_the_answer_carries_the_upstream_request_id(claude: TestClient) -> None:
