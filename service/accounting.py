@@ -8,10 +8,10 @@ entry is written, exactly once.
 The tally sees the question twice: through the answerer it hands to ``start_answer`` (so it
 knows the files a Messages request carries, even when Anthropic refuses that request) and
 through the answer's events (so it knows whether the answer finished, failed or was left by
-its client). The answer's usage is known only once it finishes: one that fails or is cancelled
-midway is charged and audited for what routing spent upstream before it (a reranking request,
-``service.rerank``, counted as it is made), nothing more; one that finished but could not be
-recorded in its conversation, for all it spent.
+its client). An answer that fails or is cancelled midway is charged and audited for what routing
+spent upstream before it (a reranking request, ``service.rerank``, counted as it is made) and
+what the answer's stream had reported by then (its input from the start, its output so far);
+one that finished but could not be recorded in its conversation, for all it spent.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import ParamSpec
 from indexing.errors import PoolError
 from indexing.models import utcnow
 from indexing.pool import Pool
-from service.answer import NOT_COVERED, Answer, AnswerEvent, Finished, Reply, Usage
+from service.answer import NOT_COVERED, Answer, AnswerEvent, Finished, Reply, Spent, Usage
 from service.ask import Answerer, Answering
 from service.audit import AuditEntry, AuditLog, Outcome
 from service.auth import Caller
@@ -101,6 +101,7 @@ class Tally:
         self._lock = threading.Lock()
         self._judged = Usage()
         self._judge_model: str | None = None
+        self._reported = Usage()  # what the answer's stream said it had cost so far
         self._answering: Answering | None = None
 
     @property
@@ -136,6 +137,11 @@ class Tally:
         with self._lock:
             self._judged = self._judged + usage
             self._judge_model = model
+
+    def reported(self, usage: Usage) -> None:
+        """The answer's stream reported these totals so far."""
+        with self._lock:
+            self._reported = usage
 
     def end(
         self, outcome: Outcome, *, answer: Answer | None = None, error: Exception | None = None
@@ -181,10 +187,11 @@ class Tally:
 
     def _spent_without_answer(self) -> Usage:
         """What a question that ended without an answer handed on spent: its reranking, if
-        any, and the answer the answerer finished if recording it failed."""
+        any, and the answer: all of it if the answerer finished it (recording it failed), else
+        what its stream had reported when it failed or its client left."""
         answering = self._answering
         finished = answering.finished if answering is not None else None
-        return self._judged + (finished.usage if finished is not None else Usage())
+        return self._judged + (finished.usage if finished is not None else self._reported)
 
     def _routed(self) -> list[RequestDocument]:
         return list(self.question.routed) if self.question is not None else []
@@ -246,7 +253,9 @@ class _Followed:
     def __iter__(self) -> Iterator[AnswerEvent]:
         try:
             for event in self._reply:
-                if isinstance(event, Finished):
+                if isinstance(event, Spent):
+                    self._tally.reported(event.usage)
+                elif isinstance(event, Finished):
                     # Before passing it on: whoever collects the answer stops reading here.
                     self._tally.end(outcome_of(event.answer), answer=event.answer)
                 yield event

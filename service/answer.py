@@ -157,7 +157,15 @@ class Finished:
     answer: Answer
 
 
-AnswerEvent = TextDelta | CitationFound | Finished
+@dataclass(frozen=True)
+class Spent:
+    """What the answer has cost so far, as the API reported it while streaming (its totals,
+    not an increment): what is charged if the answer never finishes."""
+
+    usage: Usage
+
+
+AnswerEvent = TextDelta | CitationFound | Spent | Finished
 
 
 def events_of(answer: Answer) -> Iterator[AnswerEvent]:

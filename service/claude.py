@@ -41,6 +41,7 @@ from service.answer import (
     Finished,
     Mode,
     Reply,
+    Spent,
     StaticReply,
     TextDelta,
     Usage,
@@ -122,7 +123,11 @@ class ClaudeReply:
         said = False
         try:
             for event in self._stream:
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                if event.type in ("message_start", "message_delta"):
+                    # The snapshot's usage: a delta's counts are totals, and may leave out
+                    # the input counts the start gave.
+                    yield Spent(usage_of(self._stream.current_message_snapshot.usage))
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     said = said or bool(event.delta.text.strip())
                     yield TextDelta(event.delta.text)
                 elif event.type == "content_block_delta" and event.delta.type == "citations_delta":
@@ -266,14 +271,19 @@ def answer_from_message(
         documents=list(documents if routed is None else routed),
         mode="claude",
         model=message.model,
-        usage=Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-        ),
+        usage=usage_of(usage),
         request_id=request_id or getattr(message, "_request_id", None),
         reply="".join(said).strip(),
+    )
+
+
+def usage_of(usage: Any) -> Usage:
+    """The API's usage as ours (the cache counts may be missing or null: 0)."""
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
     )
 
 

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
-from indexing.errors import UpstreamUnavailable
+from indexing.errors import RateLimited, UpstreamUnavailable
 from indexing.models import utcnow
 from indexing.pool import Pool
 from indexing.store import Store
 from service.accounting import Accounting
-from service.answer import Answer, StaticReply
+from service.answer import Answer, AnswerEvent, Spent, StaticReply, TextDelta, Usage
 from service.app import _maintain, create_app
 from service.ask import Answering
 from service.audit import AuditEntry, AuditLog
@@ -32,7 +32,7 @@ from service.auth import OPEN_CALLER, Caller
 from service.cli import main
 from service.conversations import Conversations
 from service.keys import Keys
-from service.limits import Limiter
+from service.limits import Limiter, identity
 from service.prompt import Question
 from service.routes.ask import server_sent_events
 from service.settings import Settings
@@ -151,6 +151,9 @@ def test_an_upstream_failure_is_audited_with_its_error_type(
     assert response.status_code == status
     entry = only_entry(claude_pool)
     assert (entry.outcome, entry.error) == ("failed", error)
+    # A stream that broke had reported its input: that was spent, and is recorded.
+    spent = entry.input_tokens + entry.cache_creation_input_tokens + entry.cache_read_input_tokens
+    assert (spent > 0) == (fail == "midway")
     # What was (or would have been) sent is known even when Anthropic refused it.
     assert entry.file_ids == files_in(fake_anthropic.messages.bodies()[-1]) and entry.file_ids
     assert entry.document_ids
@@ -269,6 +272,62 @@ def test_a_client_that_leaves_mid_stream_is_audited_as_cancelled(audit_log: Audi
         portal.call(read_two_frames_and_leave)
     (entry,) = audit_log.entries()
     assert (entry.outcome, entry.streamed, entry.address) == ("cancelled", True, "10.0.0.7")
+
+
+class _ClaudeLike:
+    mode = "claude"
+    model = "claude-test"
+    judge = None
+
+    def open(self, pool: Pool, question: Question) -> Any:
+        raise AssertionError("not called")
+
+
+class _SpendingReply:
+    """A reply whose stream reports its cost as it goes, then sends text."""
+
+    def __iter__(self) -> Iterator[AnswerEvent]:
+        yield Spent(Usage(input_tokens=400, output_tokens=1, cache_read_input_tokens=900))
+        yield TextDelta("Unused leave ")
+        yield Spent(Usage(input_tokens=400, output_tokens=30, cache_read_input_tokens=900))
+        yield TextDelta("carries over.")
+        raise AssertionError("the client left before this")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_client_that_leaves_mid_stream_is_charged_what_the_stream_reported(
+    audit_log: AuditLog,
+) -> None:
+    limiter = Limiter(tokens_per_hour=300)
+    tally = Accounting(limiter, audit_log).tally(
+        OPEN_CALLER,
+        address="10.0.0.7",
+        answerer=_ClaudeLike(),
+        text="q",
+        conversation_id=None,
+        streamed=True,
+    )
+    answering = tally.follow(Answering(Question("q", [], [], []), _SpendingReply(), lambda a: a))
+
+    async def read_three_frames_and_leave() -> None:
+        frames = server_sent_events(answering)
+        for _ in range(3):  # the documents, then two pieces of text
+            await anext(frames)
+        await frames.aclose()
+
+    with start_blocking_portal() as portal:
+        portal.call(read_three_frames_and_leave)
+    (entry,) = audit_log.entries()
+    assert entry.outcome == "cancelled"
+    assert (entry.input_tokens, entry.output_tokens, entry.cache_read_input_tokens) == (
+        400,
+        30,
+        900,
+    )
+    with pytest.raises(RateLimited):  # 430 budgeted tokens of 300: the next question waits
+        limiter.check_budget(identity(OPEN_CALLER, "10.0.0.7"))
 
 
 def test_a_tally_ends_once_however_often_it_is_told(audit_log: AuditLog) -> None:
