@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from indexing.errors import DocumentNotFound
+from indexing.errors import DocumentNotFound, PoolError, RemoteFileMissing
 from indexing.filters import Filters
+from indexing.ingest import reupload
 from indexing.models import Document
 from indexing.pool import Pool
 from indexing.store import readable
@@ -37,6 +38,7 @@ from service.prompt import (
     RequestDocument,
     document_context,
     in_request_order,
+    indexed_documents,
     pdf_pages,
     within_page_limit,
 )
@@ -351,7 +353,7 @@ def start_answer(
     )
     answerable = question.carries_documents and not question.abstained
     if answerable and (question.routed or answerer.mode == "claude"):
-        reply = answerer.open(pool, question)
+        question, reply = open_answer(pool, answerer, question)
     else:
         # Nothing matches, or the reranking model found that nothing answers (even with the
         # conversation's earlier documents at hand): no answer request, nothing to cite.
@@ -372,6 +374,77 @@ def start_answer(
         return replace(answer, conversation_id=kept)
 
     return Answering(question, reply, record)
+
+
+def open_answer(pool: Pool, answerer: Answerer, question: Question) -> tuple[Question, Reply]:
+    """The answerer's reply to ``question``, and the question as it was sent: if a file it
+    carries has gone missing upstream (deleted behind the pool's back, or replaced while the
+    question was in flight), once more with working files (``repair_question``)."""
+    try:
+        return question, answerer.open(pool, question)
+    except RemoteFileMissing:
+        question = repair_question(pool, question)
+        if not question.carries_documents:
+            # Every document was deleted while the question was in flight.
+            answer = Answer(NOT_COVERED, [], [], mode=answerer.mode, model=answerer.model)
+            return question, StaticReply(answer)
+        return question, answerer.open(pool, question)
+
+
+def repair_question(pool: Pool, question: Question) -> Question:
+    """The question with working file ids throughout, earlier turns included; the routed list
+    follows (a document deleted meanwhile leaves it)."""
+    history = [
+        PastTurn(turn.question, turn.reply, repair(pool, turn.documents))
+        for turn in question.history
+    ]
+    documents = repair(pool, question.documents)
+    sent = {d.document_id for d in indexed_documents(question.history, question.documents)}
+    now = {d.document_id: d for d in indexed_documents(history, documents)}
+    routed = [
+        replace(now[d.document_id], score=d.score) if d.document_id in now else d
+        for d in question.routed
+        if d.document_id in now or d.document_id not in sent
+    ]
+    return Question(question.text, documents, history, routed)
+
+
+def repair(pool: Pool, documents: list[RequestDocument]) -> list[RequestDocument]:
+    """The same documents with working file ids: the current file of a document replaced in
+    the meantime, a fresh upload of one whose file vanished; deleted documents are dropped."""
+    live = pool.backend.existing([d.file_id for d in documents])
+    repaired = []
+    for doc in documents:
+        if doc.file_id in live:
+            repaired.append(doc)
+            continue
+        try:
+            current = pool.store.get_document(doc.document_id)
+        except DocumentNotFound:
+            continue
+        file_id = current.file_id
+        if file_id is None:
+            continue
+        if file_id == doc.file_id or file_id not in pool.backend.existing([file_id]):
+            pool.store.mark_status(document_id=doc.document_id, status="missing_remote")
+            try:
+                file_id = reupload(pool, doc.document_id)
+            except PoolError as exc:
+                log.warning("could not re-upload %s: %s", doc.document_id, exc)
+                continue
+        repaired.append(
+            RequestDocument(
+                document_id=doc.document_id,
+                file_id=file_id,
+                title=current.title,
+                score=doc.score,
+                mime_type=current.mime_type,
+                page_count=current.page_count,
+                context=doc.context,
+                token_estimate=current.token_estimate,
+            )
+        )
+    return repaired
 
 
 def ask(

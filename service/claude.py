@@ -3,15 +3,13 @@
 SDK errors become the pool's errors here (and only here): 429/529/5xx after the SDK's own
 retries → ``UpstreamUnavailable``; timeouts → ``UpstreamTimeout``; 401/403 → a misconfigured
 server key (never echoed). A routed file that the Files API no longer has (deleted out of band,
-or replaced while the question was in flight) is repaired — re-uploaded from the stored original,
-or swapped for the document's current file — and the question is sent once more.
+or replaced while the question was in flight) is ``RemoteFileMissing``, which
+``service.ask.open_answer`` repairs before sending the question once more.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -21,7 +19,6 @@ from anthropic.types import Message
 
 from indexing.anthropic_files import retry_after_seconds
 from indexing.errors import (
-    DocumentNotFound,
     PoolError,
     RemoteFileMissing,
     UpstreamAuthError,
@@ -29,10 +26,8 @@ from indexing.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from indexing.ingest import reupload
 from indexing.pool import Pool
 from service.answer import (
-    NOT_COVERED,
     Answer,
     AnswerEvent,
     Citation,
@@ -42,16 +37,13 @@ from service.answer import (
     Mode,
     Reply,
     Spent,
-    StaticReply,
     TextDelta,
     Usage,
     cited_document,
     markers,
 )
-from service.prompt import PastTurn, Question, RequestDocument, build_request, indexed_documents
+from service.prompt import Question, RequestDocument, build_request, indexed_documents
 from service.rerank import Judge
-
-log = logging.getLogger(__name__)
 
 
 class ClaudeAnswerer:
@@ -74,15 +66,9 @@ class ClaudeAnswerer:
 
     def open(self, pool: Pool, question: Question) -> Reply:
         """Send the request and wait for the API's 200, so that refusals, rate limits and
-        missing files surface here, before the caller has been told anything."""
-        try:
-            return self._open(question)
-        except RemoteFileMissing:
-            question = repair_question(pool, question)
-            if not question.carries_documents:
-                # Every document was deleted while the question was in flight.
-                return StaticReply(Answer(NOT_COVERED, [], [], mode=self.mode, model=self.model))
-            return self._open(question)
+        missing files (``RemoteFileMissing``, for ``service.ask.open_answer`` to repair)
+        surface here, before the caller has been told anything."""
+        return self._open(question)
 
     def _open(self, question: Question) -> ClaudeReply:
         assert self.model is not None
@@ -160,62 +146,6 @@ class ClaudeReply:
 
     def close(self) -> None:
         self._stream.close()
-
-
-def repair_question(pool: Pool, question: Question) -> Question:
-    """The question with working file ids throughout, earlier turns included; the routed list
-    follows (a document deleted meanwhile leaves it)."""
-    history = [
-        PastTurn(turn.question, turn.reply, repair(pool, turn.documents))
-        for turn in question.history
-    ]
-    documents = repair(pool, question.documents)
-    sent = {d.document_id for d in indexed_documents(question.history, question.documents)}
-    now = {d.document_id: d for d in indexed_documents(history, documents)}
-    routed = [
-        replace(now[d.document_id], score=d.score) if d.document_id in now else d
-        for d in question.routed
-        if d.document_id in now or d.document_id not in sent
-    ]
-    return Question(question.text, documents, history, routed)
-
-
-def repair(pool: Pool, documents: list[RequestDocument]) -> list[RequestDocument]:
-    """The same documents with working file ids: the current file of a document replaced in
-    the meantime, a fresh upload of one whose file vanished; deleted documents are dropped."""
-    live = pool.backend.existing([d.file_id for d in documents])
-    repaired = []
-    for doc in documents:
-        if doc.file_id in live:
-            repaired.append(doc)
-            continue
-        try:
-            current = pool.store.get_document(doc.document_id)
-        except DocumentNotFound:
-            continue
-        file_id = current.file_id
-        if file_id is None:
-            continue
-        if file_id == doc.file_id or file_id not in pool.backend.existing([file_id]):
-            pool.store.mark_status(document_id=doc.document_id, status="missing_remote")
-            try:
-                file_id = reupload(pool, doc.document_id)
-            except PoolError as exc:
-                log.warning("could not re-upload %s: %s", doc.document_id, exc)
-                continue
-        repaired.append(
-            RequestDocument(
-                document_id=doc.document_id,
-                file_id=file_id,
-                title=current.title,
-                score=doc.score,
-                mime_type=current.mime_type,
-                page_count=current.page_count,
-                context=doc.context,
-                token_estimate=current.token_estimate,
-            )
-        )
-    return repaired
 
 
 def to_citation(

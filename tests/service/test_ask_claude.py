@@ -16,12 +16,14 @@ from indexing.ingest import delete_document
 from indexing.pool import Pool
 from service.answer import Answer, Citation, CitationNumbers, collect
 from service.app import create_app
-from service.ask import Answerer, ask, make_answerer, request_documents
+from service.audit import AuditLog
+from service.ask import Answerer, ask, make_answerer, open_answer, request_documents
 from service.prompt import Question, RequestDocument, in_request_order
 from service.router import route
 from service.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.service.conftest import LEAVE_QUESTION
+from tests.service.sse import parse_events
 
 EPHEMERAL = {"type": "ephemeral"}
 
@@ -30,7 +32,7 @@ def answer_now(
     answerer: Answerer, pool: Pool, question: str, documents: list[RequestDocument]
 ) -> Answer:
     """The answer to a first question sent with exactly ``documents``."""
-    return collect(answerer.open(pool, Question(question, documents, [], documents)))
+    return collect(open_answer(pool, answerer, Question(question, documents, [], documents))[1])
 
 
 def messages_sent(fake: FakeAnthropic) -> list[dict[str, Any]]:
@@ -182,6 +184,29 @@ def test_a_file_deleted_upstream_is_reuploaded_and_the_question_answered(
     now = claude_pool.store.get_document(lost["document_id"])
     assert now.file_id != lost["file_id"] and now.file_id in fake_anthropic.files
     assert now.file_id in {d["file_id"] for d in body["documents"]}
+
+
+def test_a_streamed_answer_and_its_audit_name_the_files_actually_sent(
+    claude: TestClient, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    routed = claude.post("/v1/route", json={"question": LEAVE_QUESTION}).json()["documents"]
+    fake_anthropic.delete_out_of_band(routed[0]["file_id"])
+
+    with claude.stream("POST", "/v1/ask", json={"question": LEAVE_QUESTION, "stream": True}) as r:
+        events = parse_events(r.read().decode())
+
+    now = claude_pool.store.get_document(routed[0]["document_id"]).file_id
+    listed = [d["file_id"] for d in events[0].data["documents"]]
+    assert events[0].data["documents"] == events[-1].data["documents"]
+    assert now in listed and routed[0]["file_id"] not in listed
+    (entry,) = AuditLog(claude_pool.store).entries()
+    sent = fake_anthropic.messages.bodies()[-1]
+    in_request = [
+        block["source"]["file_id"]
+        for block in sent["messages"][-1]["content"]
+        if block["type"] == "document"
+    ]
+    assert entry.file_ids == in_request and now in entry.file_ids
 
 
 def test_documents_deleted_while_the_question_is_in_flight_do_not_fail_it(
