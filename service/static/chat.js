@@ -6,10 +6,16 @@ import { ApiError, describeError, el, errorFromResponse, formatInteger } from ".
 
 const ASK_URL = "/v1/ask";
 const INFO_URL = "/v1/info";
+const KEY_STORAGE = "kpool.apiKey";
 
-/** Headers of every request to the service; access control will add the caller's key here. */
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
+/** Headers of every request to the service: the key given on this page, if any. */
 function requestHeaders(extra = {}) {
-  return { ...extra };
+  const key = apiKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : { ...extra };
 }
 
 const form = document.getElementById("ask-form");
@@ -20,6 +26,8 @@ const intro = document.getElementById("intro");
 const modeNote = document.getElementById("mode-note");
 const modelLine = document.getElementById("model-line");
 const newButton = document.getElementById("new-conversation");
+const keyForm = document.getElementById("key-form");
+const keyInput = document.getElementById("api-key");
 
 const state = {
   conversationId: null,
@@ -102,6 +110,10 @@ async function ask(question, replacing = null) {
       // Forgotten (idle too long) or deleted: the next question starts a new conversation.
       if (state.conversationId === sentConversation) state.conversationId = null;
       throw new ApiError("That conversation has expired; ask again to start a new one.");
+    }
+    if (response.status === 401) {
+      askForKey();
+      throw new ApiError("This service needs a valid API key: enter it above, then try again.");
     }
     if (!response.ok) throw await errorFromResponse(response);
     const type = response.headers.get("Content-Type") || "";
@@ -488,6 +500,7 @@ function inline(text, makeRef) {
 async function loadInfo() {
   try {
     const response = await fetch(INFO_URL, { headers: requestHeaders() });
+    if (response.status === 401) askForKey();
     if (!response.ok) return;
     const info = await response.json();
     modeNote.hidden = info.mode !== "extractive";
@@ -497,6 +510,26 @@ async function loadInfo() {
     // The first question will say what is wrong; the page stays usable meanwhile.
   }
 }
+
+// ------------------------------------------------------------------------------ the key
+
+/** Show the key field: the service has keys, and this page has none that it accepts. */
+function askForKey() {
+  if (!keyForm.hidden) return;
+  keyForm.hidden = false;
+  keyInput.value = apiKey();
+  keyInput.focus();
+}
+
+keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = keyInput.value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  keyForm.hidden = true;
+  loadInfo();
+  box.focus();
+});
 
 setStreaming(null);
 loadInfo();

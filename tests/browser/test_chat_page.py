@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from service.keys import Keys
 from tests.browser.conftest import HOW_TO_INSTALL, AppFactory, screenshot, serve_app
 from tests.fakes.anthropic_server import FakeAnthropic
 
@@ -194,6 +195,33 @@ def test_a_conversation_forgotten_meanwhile_is_said_and_the_next_question_starts
             expired.get_by_role("button", name="Try again").click()
         expect(answer(page, 3)).to_have_attribute("data-state", "done")
     assert "conversation_id" not in json.loads(fresh.value.post_data or "{}")
+
+
+def test_a_service_with_keys_asks_for_one_and_answers_with_it(
+    page: Page, extractive_app_factory: AppFactory, console: BrowserConsole
+) -> None:
+    console.allow(r"status of 401")
+    app = extractive_app_factory()
+    with serve_app(app) as base:
+        secret = Keys(app.state.pool.store).create(role="user", name="intranet")[1]
+        page.goto(base)
+        key_field = page.get_by_label("This service needs an API key.")
+        expect(key_field).to_be_visible()  # the page's first request was refused
+
+        ask(page, LEAVE_QUESTION)
+        refused = answer(page, 1)
+        expect(refused).to_have_attribute("data-state", "error")
+        expect(refused.get_by_role("alert")).to_contain_text("needs a valid API key")
+        screenshot(page, "chat-key-needed")
+
+        key_field.fill(secret)
+        key_field.press("Enter")
+        expect(key_field).to_be_hidden()
+        with page.expect_request(lambda r: r.url.endswith("/v1/ask")) as sent:
+            refused.get_by_role("button", name="Try again").click()
+        expect(answer(page, 1)).to_have_attribute("data-state", "done")
+        expect(page.locator("#model-line")).to_contain_text("Answers quote the documents.")
+    assert sent.value.headers["authorization"] == f"Bearer {secret}"
 
 
 def test_the_service_being_unreachable_is_said_plainly(

@@ -16,8 +16,8 @@ from indexing.ingest import delete_document
 from indexing.pool import Pool
 from service.answer import Answer, Citation, CitationNumbers, collect
 from service.app import create_app
-from service.audit import AuditLog
 from service.ask import Answerer, ask, make_answerer, open_answer, request_documents
+from service.audit import AuditLog
 from service.prompt import Question, RequestDocument, in_request_order
 from service.router import route
 from service.settings import Settings
