@@ -1,9 +1,9 @@
 """What each question asked over HTTP costs, and how it ended.
 
 ``Accounting`` (one per app) opens a ``Tally`` per question: the caller's hourly token budget is
-checked before anything starts (Claude mode only: extractive answers use no upstream tokens),
-and when the question ends, however it ends, its usage is charged to the budget and one audit
-entry is written, exactly once.
+checked before each request the question makes upstream (none for extractive answers or a
+question nothing matches), and when the question ends, however it ends, its usage is charged
+to the budget and one audit entry is written, exactly once.
 
 The tally sees the question twice: through the answerer it hands to ``start_answer`` (so it
 knows the files a Messages request carries, even when Anthropic refuses that request) and
@@ -53,10 +53,10 @@ class Accounting:
         conversation_id: str | None,
         streamed: bool,
     ) -> Tally:
-        """A tally for one question; raises ``RateLimited`` when the caller's budget is spent."""
+        """A tally for one question. Its caller's token budget is checked before each request
+        the question makes upstream (``RateLimited`` when spent), so a question that needs
+        none (nothing matches) is answered even then."""
         who = identity(caller, address)
-        if answerer.mode == "claude":
-            self.limiter.check_budget(who)
         return Tally(
             self,
             caller=caller,
@@ -117,6 +117,10 @@ class Tally:
         except Exception as exc:
             self.end("failed", error=exc)
             raise
+
+    def check_budget(self) -> None:
+        """Before a request upstream: ``RateLimited`` if the caller's budget is spent."""
+        self.accounting.limiter.check_budget(self.who)
 
     def saw(self, question: Question) -> None:
         """The question as the answerer is about to send it."""
@@ -220,6 +224,8 @@ class _Witness:
 
     def open(self, pool: Pool, question: Question) -> Reply:
         self._tally.saw(question)
+        if self.mode == "claude":
+            self._tally.check_budget()
         return self._answerer.open(pool, question)
 
 
@@ -234,6 +240,7 @@ class _Counted:
     def judge(
         self, question: str, candidates: Sequence[Candidate], earlier: Sequence[str] = ()
     ) -> Judgement:
+        self._tally.check_budget()
         try:
             judgement = self._judge.judge(question, candidates, earlier)
         except RerankFailed as exc:

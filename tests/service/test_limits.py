@@ -359,6 +359,21 @@ def test_an_abstention_costs_no_budget(
     assert fake_anthropic.messages.bodies() == []
 
 
+def test_a_question_nothing_matches_is_answered_even_over_budget(
+    budgeted_claude: tuple[TestClient, Limiter], fake_anthropic: FakeAnthropic
+) -> None:
+    client, limiter = budgeted_claude
+    assert client.post("/v1/ask", json={"question": LEAVE_QUESTION}).status_code == 200
+    assert limiter.spent("address:testclient") > 1  # over the budget of 1
+
+    nothing = client.post("/v1/ask", json={"question": "xylophone quokka", "stream": True})
+    refused = client.post("/v1/ask", json={"question": LEAVE_QUESTION})
+
+    assert nothing.status_code == 200 and "No document" in nothing.text
+    assert refused.status_code == 429
+    assert len(fake_anthropic.messages.bodies()) == 1
+
+
 def test_an_extractive_pool_is_never_budget_limited(
     settings: Settings, sample_pool: Pool, clock: Clock
 ) -> None:
