@@ -1042,7 +1042,21 @@ def _pdf_metadata(info: Any, n_pages: int) -> dict[str, Any]:
     return metadata
 
 
+#: Most PDF pages one Messages request may carry: a longer PDF can be routed to, never sent.
+PDF_PAGES_PER_REQUEST = 100
+
+
 def _pdf_warnings(pages: list[str]) -> list[str]:
+    found = _text_layer_warnings(pages)
+    if len(pages) > PDF_PAGES_PER_REQUEST:
+        found.append(
+            f"the PDF has {len(pages)} pages, more than the {PDF_PAGES_PER_REQUEST} one question "
+            "can send; questions it matches cannot be answered from it until it is split"
+        )
+    return found
+
+
+def _text_layer_warnings(pages: list[str]) -> list[str]:
     blank = [number for number, text in enumerate(pages, start=1) if not text]
     if len(blank) == len(pages):
         return [

@@ -25,7 +25,7 @@ from typing import ParamSpec
 from indexing.errors import PoolError
 from indexing.models import utcnow
 from indexing.pool import Pool
-from service.answer import NOT_COVERED, Answer, AnswerEvent, Finished, Reply, Spent, Usage
+from service.answer import NOT_COVERED, TOO_LONG, Answer, AnswerEvent, Finished, Reply, Spent, Usage
 from service.ask import Answerer, Answering
 from service.audit import AuditEntry, AuditLog, Outcome
 from service.auth import Caller
@@ -207,7 +207,9 @@ def error_type(error: Exception) -> str:
 
 
 def outcome_of(answer: Answer) -> Outcome:
-    return "abstained" if answer.answer == NOT_COVERED else "answered"
+    """``abstained`` when no answer was asked for: nothing matched, or nothing could be sent."""
+    unasked = answer.answer == NOT_COVERED or answer.answer.startswith(TOO_LONG)
+    return "abstained" if unasked else "answered"
 
 
 class _Witness:

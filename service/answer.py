@@ -18,6 +18,9 @@ Mode = Literal["claude", "extractive"]
 
 _MARKER = re.compile(r"\[(\d+)\]")
 
+#: How an answer that could not send the documents matching its question begins.
+TOO_LONG = "The documents that match this question are too long to send"
+
 NOT_COVERED = (
     "No document in the pool covers this question. Try other words, or ask the team that owns "
     "the policy."

@@ -19,6 +19,7 @@ from indexing.pool import Pool
 from indexing.store import readable
 from service.answer import (
     NOT_COVERED,
+    TOO_LONG,
     Answer,
     AnswerEvent,
     Finished,
@@ -356,8 +357,11 @@ def start_answer(
         question, reply = open_answer(pool, answerer, question)
     else:
         # Nothing matches, or the reranking model found that nothing answers (even with the
-        # conversation's earlier documents at hand): no answer request, nothing to cite.
-        reply = StaticReply(Answer(NOT_COVERED, [], [], mode=answerer.mode, model=answerer.model))
+        # conversation's earlier documents at hand), or what matches is too long to send: no
+        # answer request, nothing to cite.
+        unsendable = [] if question.abstained else question.routed
+        said = too_long(unsendable) if unsendable else NOT_COVERED
+        reply = StaticReply(Answer(said, [], [], mode=answerer.mode, model=answerer.model))
 
     def record(answer: Answer) -> Answer:
         if question.routing_usage is not None:
@@ -374,6 +378,15 @@ def start_answer(
         return replace(answer, conversation_id=kept)
 
     return Answering(question, reply, record)
+
+
+def too_long(documents: Sequence[RequestDocument]) -> str:
+    """Why matching documents were not sent: each is a PDF over the pages a request holds."""
+    named = ", ".join(f"“{d.title}” ({d.page_count} pages)" for d in documents[:3])
+    return (
+        f"{TOO_LONG}: {named}. One question can send at most {MAX_PDF_PAGES} PDF pages; ask "
+        "the document's owner to split it."
+    )
 
 
 def open_answer(pool: Pool, answerer: Answerer, question: Question) -> tuple[Question, Reply]:

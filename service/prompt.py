@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from indexing.extract import PDF_PAGES_PER_REQUEST
+
 if TYPE_CHECKING:
     from service.answer import Usage
 
@@ -39,7 +41,7 @@ of the question.
 """
 
 #: The API counts documents per request; PDFs beyond this many pages in one request are refused.
-MAX_PDF_PAGES = 100
+MAX_PDF_PAGES = PDF_PAGES_PER_REQUEST
 
 
 @dataclass(frozen=True)

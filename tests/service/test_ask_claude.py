@@ -21,6 +21,7 @@ from service.audit import AuditLog
 from service.prompt import Question, RequestDocument, in_request_order
 from service.router import route
 from service.settings import Settings
+from tests.factories import make_pdf
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.service.conftest import LEAVE_QUESTION
 from tests.service.sse import parse_events
@@ -223,6 +224,36 @@ def test_documents_deleted_while_the_question_is_in_flight_do_not_fail_it(
     # And a fresh question routes around the deleted documents.
     fresh = ask(claude_pool, claude_settings, make_answerer(claude_settings), question)
     assert {d.document_id for d in fresh.documents}.isdisjoint({d.document_id for d in documents})
+
+
+def test_a_pdf_too_long_to_send_is_said_so_and_costs_no_request(
+    claude_settings: Settings, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    # A token budget that lets it through routing, so that the page limit is what stops it.
+    roomy = claude_settings.model_copy(update={"token_budget": 1_000_000})
+    with TestClient(create_app(roomy, pool=claude_pool)) as claude:
+        body = _ask_about_a_long_pdf(claude, fake_anthropic)
+
+    assert body["answer"].startswith("The documents that match this question are too long")
+    assert "(120 pages)" in body["answer"] and body["citations"] == []
+    assert AuditLog(claude_pool.store).entries(limit=1)[0].outcome == "abstained"
+
+
+def _ask_about_a_long_pdf(claude: TestClient, fake_anthropic: FakeAnthropic) -> dict[str, Any]:
+    pages = ["Sabbatical leave: staff with seven years of service may take a sabbatical."] * 120
+    uploaded = claude.post(
+        "/v1/documents",
+        files={"file": ("sabbatical.pdf", make_pdf(pages, title="Sabbaticals"))},
+        data={"tags": "sabbatical"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    assert any("120 pages" in w for w in uploaded.json()["warnings"])
+    before = len(fake_anthropic.messages.bodies())
+
+    question = {"question": "sabbatical seven years", "tags": ["sabbatical"]}
+    body: dict[str, Any] = claude.post("/v1/ask", json=question).json()
+    assert len(fake_anthropic.messages.bodies()) == before  # no request was made
+    return body
 
 
 def test_a_deprecated_model_is_warned_about_at_start_up(
