@@ -185,15 +185,18 @@ def past_turns(
 def visible_turns(
     pool: Pool, turns: Sequence[ConversationTurn], groups: Sequence[str] | None
 ) -> list[ConversationTurn]:
-    """The turns that drew only on documents the caller may read now (or that are deleted)."""
+    """The turns that drew only on documents the caller may read now (or that are deleted).
+    A turn that did not is hidden with every turn after it: their requests carried it (its
+    documents and its reply) as history, and a reply may use what it read without citing it."""
     if groups is None:
         return list(turns)
     kept = []
     for turn in turns:
         used = {*turn.sent, *(d["document_id"] for d in turn.documents)}
         used.update(c["document_id"] for c in turn.citations)
-        if all(_readable_or_gone(pool, document_id, groups) for document_id in used):
-            kept.append(turn)
+        if not all(_readable_or_gone(pool, document_id, groups) for document_id in used):
+            break
+        kept.append(turn)
     return kept
 
 

@@ -244,3 +244,36 @@ def test_a_turn_drawn_from_a_document_the_caller_lost_access_to_is_neither_shown
     assert [m["role"] for m in sent] == ["user"]
     assert LEAVE_QUESTION not in str(sent) and leave.file_id not in str(sent)
     assert leave.document_id not in {c["document_id"] for c in second["citations"]}
+
+
+def test_turns_after_one_the_caller_may_no_longer_see_are_hidden_with_it(
+    claude: TestClient, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    """A later turn's request carried the earlier turn's documents as history: its reply may
+    use what they say without citing them."""
+    leave = route(claude_pool, LEAVE_QUESTION, top_k=1).documents[0]
+    _, secret = Keys(claude_pool.store).create(role="user", trusted_front_end=True)
+    as_ann = {"Authorization": f"Bearer {secret}", "X-Kpool-User": "ann"}
+    with_hr = {**as_ann, "X-Kpool-Groups": "hr"}
+    first = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}, headers=with_hr).json()
+    assert leave.document_id in {d["document_id"] for d in first["documents"]}
+    conversation = first["conversation_id"]
+    # A follow-up routed to other documents, whose reply draws on the leave policy (sent
+    # again as history) without citing it.
+    fake_anthropic.messages.script_reply([{"type": "text", "text": "Five days carry over."}])
+    follow_up = {
+        "question": "mileage claims for business journeys",
+        "top_k": 1,
+        "conversation_id": conversation,
+    }
+    second = claude.post("/v1/ask", json=follow_up, headers=with_hr).json()
+    assert leave.document_id not in {d["document_id"] for d in second["documents"]}
+    assert second["citations"] == []
+    url = f"/v1/conversations/{conversation}"
+    assert len(claude.get(url, headers=with_hr).json()["turns"]) == 2
+
+    claude_pool.store.update_metadata(document_id=leave.document_id, groups=["hr"])
+    claude_pool.refresh()
+
+    assert claude.get(url, headers=as_ann).json()["turns"] == []
+    assert len(claude.get(url, headers=with_hr).json()["turns"]) == 2
