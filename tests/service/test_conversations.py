@@ -16,7 +16,7 @@ from service.app import create_app
 from service.ask import ask, make_answerer
 from service.auth import Caller
 from service.keys import Keys
-from service.router import route
+from service.router import RoutedDocument, route
 from service.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.service.conftest import LEAVE_QUESTION
@@ -222,18 +222,26 @@ def test_extractive_conversations_route_follow_ups_the_same_way(client: TestClie
     assert any("part-time" in c["cited_text"].lower() for c in second["citations"])
 
 
+def ann_in_hr_asks_about(
+    claude: TestClient, claude_pool: Pool, leave: RoutedDocument
+) -> tuple[dict[str, str], dict[str, str], str]:
+    """Ann, signed in through a trusted front end as a member of HR, asks the leave question
+    (answered from ``leave``): her headers without HR and with it, and the conversation."""
+    _, secret = Keys(claude_pool.store).create(role="user", trusted_front_end=True)
+    as_ann = {"Authorization": f"Bearer {secret}", "X-Kpool-User": "ann"}
+    with_hr = {**as_ann, "X-Kpool-Groups": "hr"}
+    first = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}, headers=with_hr).json()
+    assert leave.document_id in {d["document_id"] for d in first["documents"]}
+    return as_ann, with_hr, first["conversation_id"]
+
+
 def test_a_turn_drawn_from_a_document_the_caller_lost_access_to_is_neither_shown_nor_replayed(
     claude: TestClient, claude_pool: Pool, fake_anthropic: FakeAnthropic
 ) -> None:
     leave = route(claude_pool, LEAVE_QUESTION, top_k=1).documents[0]
     claude_pool.store.update_metadata(document_id=leave.document_id, groups=["hr"])
     claude_pool.refresh()
-    _, secret = Keys(claude_pool.store).create(role="user", trusted_front_end=True)
-    as_ann = {"Authorization": f"Bearer {secret}", "X-Kpool-User": "ann"}
-    with_hr = {**as_ann, "X-Kpool-Groups": "hr"}
-    first = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}, headers=with_hr).json()
-    assert leave.document_id in {d["document_id"] for d in first["documents"]}
-    conversation = first["conversation_id"]
+    as_ann, with_hr, conversation = ann_in_hr_asks_about(claude, claude_pool, leave)
     # Ann moves out of HR: the turn that quoted the HR-only document disappears for her.
     url = f"/v1/conversations/{conversation}"
     assert len(claude.get(url, headers=with_hr).json()["turns"]) == 1
@@ -252,12 +260,7 @@ def test_turns_after_one_the_caller_may_no_longer_see_are_hidden_with_it(
     """A later turn's request carried the earlier turn's documents as history: its reply may
     use what they say without citing them."""
     leave = route(claude_pool, LEAVE_QUESTION, top_k=1).documents[0]
-    _, secret = Keys(claude_pool.store).create(role="user", trusted_front_end=True)
-    as_ann = {"Authorization": f"Bearer {secret}", "X-Kpool-User": "ann"}
-    with_hr = {**as_ann, "X-Kpool-Groups": "hr"}
-    first = claude.post("/v1/ask", json={"question": LEAVE_QUESTION}, headers=with_hr).json()
-    assert leave.document_id in {d["document_id"] for d in first["documents"]}
-    conversation = first["conversation_id"]
+    as_ann, with_hr, conversation = ann_in_hr_asks_about(claude, claude_pool, leave)
     # A follow-up routed to other documents, whose reply draws on the leave policy (sent
     # again as history) without citing it.
     fake_anthropic.messages.script_reply([{"type": "text", "text": "Five days carry over."}])
