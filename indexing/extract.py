@@ -16,7 +16,6 @@ regular expressions. Any other parser failure becomes a ``CorruptFile`` that nam
 
 from __future__ import annotations
 
-import codecs
 import io
 import logging
 import math
@@ -34,6 +33,7 @@ from typing import Any
 import charset_normalizer
 import docx
 import pypdf
+import webencodings
 import yaml
 from docx.table import Table
 from docx.text.paragraph import Paragraph
@@ -541,57 +541,22 @@ def _extract_html(filename: str, data: bytes, limits: ExtractLimits) -> _Parsed:
     )
 
 
-#: The HTML standard's encodings (WHATWG Encoding) by Python's name for the codecs its labels
-#: name, each mapped to the codec a browser decodes with: several labels mean a superset
-#: (ISO-8859-1 and ASCII are read as Windows-1252, GB2312 as GBK, Shift_JIS as Windows-31J).
-_HTML_DECODERS = {
-    codecs.lookup(name).name: codecs.lookup(superset or name).name
-    for names, superset in (
-        ("utf-8 ibm866 koi8-r koi8-u mac-roman mac-cyrillic gb18030 euc-jp iso-2022-jp", None),
-        ("iso-8859-2 iso-8859-3 iso-8859-4 iso-8859-5 iso-8859-6 iso-8859-7 iso-8859-8", None),
-        ("iso-8859-10 iso-8859-13 iso-8859-14 iso-8859-15 iso-8859-16", None),
-        ("cp1250 cp1251 cp1253 cp1255 cp1256 cp1257 cp1258", None),
-        ("cp1252 iso-8859-1 ascii", "cp1252"),
-        ("cp1254 iso-8859-9", "cp1254"),
-        ("cp874 iso-8859-11 tis-620", "cp874"),
-        ("gbk gb2312", "gbk"),
-        ("big5 big5hkscs", "big5hkscs"),
-        ("shift_jis cp932", "cp932"),
-        ("euc-kr cp949", "cp949"),
-    )
-    for name in names.split()
-}
-#: Labels of the standard that Python does not know by that name.
-_HTML_LABELS = {
-    "x-gbk": "gbk",
-    "windows-949": "cp949",
-    "ks_c_5601-1987": "cp949",
-    "x-sjis": "cp932",
-    "windows-31j": "cp932",
-    "iso-8859-8-i": "iso-8859-8",
-    "x-mac-roman": "mac-roman",
-    "x-mac-cyrillic": "mac-cyrillic",
-    "x-cp1250": "cp1250",
-    "x-cp1251": "cp1251",
-}
-
-
 def _declared_charset(head: bytes) -> str | None:
-    """The codec for a page's ``<meta charset>``, as a browser would pick it; ``None`` when
-    there is none or it names nothing a browser would use (UTF-7, "undefined", punycode...),
-    so the bytes are detected as for a page without one."""
+    """The codec for a page's ``<meta charset>``, as a browser picks it: by the labels of the
+    HTML standard's Encoding table (``webencodings``; "ISO-8859-1" and "ASCII" mean
+    Windows-1252, "GB2312" GBK, "Shift_JIS" Windows-31J...). ``None`` when there is none or it
+    names nothing a browser knows (UTF-7, "undefined", punycode...), so the bytes are detected
+    as for a page without one."""
     match = _META_CHARSET.search(head)
     if match is None:
         return None
-    label = match.group(1).decode("ascii").strip().lower()
-    try:
-        name = codecs.lookup(_HTML_LABELS.get(label, label)).name
-    except LookupError:
+    encoding = webencodings.lookup(match.group(1).decode("ascii"))
+    if encoding is None:
         return None
-    # The tag was readable as ASCII, so a UTF-16/32 declaration is wrong (HTML spec: use UTF-8).
-    if name.startswith(("utf-16", "utf-32")):
+    # The tag was readable as ASCII, so a UTF-16 declaration is wrong (HTML spec: use UTF-8).
+    if encoding.name.startswith("utf-16"):
         return "utf-8"
-    return _HTML_DECODERS.get(name)
+    return str(encoding.codec_info.name)
 
 
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "head", "svg"})

@@ -225,9 +225,9 @@ class _Witness:
         self._tally = tally
 
     def open(self, pool: Pool, question: Question) -> Reply:
-        self._tally.saw(question)
         if self.mode == "claude":
-            self._tally.check_budget()
+            self._tally.check_budget()  # first: a refused question sent nothing
+        self._tally.saw(question)
         return self._answerer.open(pool, question)
 
 

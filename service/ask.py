@@ -208,18 +208,26 @@ def _readable_or_gone(pool: Pool, document_id: str, groups: Sequence[str]) -> bo
 
 
 def fit_history(
-    history: list[PastTurn], candidates: Sequence[RequestDocument], token_budget: int
+    history: list[PastTurn],
+    candidates: Sequence[RequestDocument],
+    token_budget: int,
+    *,
+    page_limit: bool = True,
 ) -> tuple[list[PastTurn], list[RequestDocument]]:
     """The latest earlier turns whose documents fit beside the new ones, and the new ones.
 
-    Turns are dropped oldest first while the request would exceed ``token_budget`` or the PDF
-    page limit; a routed document already in a kept turn is not sent again."""
+    Turns are dropped oldest first while the request would exceed ``token_budget`` or (with
+    ``page_limit``, for a Messages request) the PDF page limit; a routed document already in
+    a kept turn is not sent again."""
     while True:
         present = {d.document_id for turn in history for d in turn.documents}
         new = [d for d in candidates if d.document_id not in present]
         kept = [d for turn in history for d in turn.documents]
         tokens = sum(d.token_estimate for d in [*kept, *new])
-        if not history or (tokens <= token_budget and pdf_pages(kept) <= MAX_PDF_PAGES):
+        pages_fit = not page_limit or pdf_pages(kept) <= MAX_PDF_PAGES
+        if not history or (tokens <= token_budget and pages_fit):
+            if not page_limit:
+                return history, new
             return history, within_page_limit(new, pages_used=pdf_pages(kept))
         history = history[1:]
 
@@ -236,6 +244,7 @@ def prepare(
     tags: Sequence[str] | None = None,
     filters: Filters | None = None,
     judge: Judge | None = None,
+    page_limit: bool = True,
 ) -> Question:
     """Route ``text`` (a follow-up with its conversation's earlier questions in view) and put
     together what the answerer sends. ``filters`` narrow the routing of this question only,
@@ -283,7 +292,10 @@ def prepare(
             routed = fill(pool, routed, top_k, settings.token_budget, **routing)
     candidates = request_documents(pool, routed)
     history, new = fit_history(
-        past_turns(pool, turns, caller.groups), candidates, settings.token_budget
+        past_turns(pool, turns, caller.groups),
+        candidates,
+        settings.token_budget,
+        page_limit=page_limit,
     )
     return Question(
         text,
@@ -354,6 +366,8 @@ def start_answer(
         tags=tags,
         filters=filters,
         judge=answerer.judge,
+        # Only a Messages request is limited in PDF pages: extractive answers read the text.
+        page_limit=answerer.mode == "claude",
     )
     answerable = question.carries_documents and not question.abstained
     if answerable and (question.routed or answerer.mode == "claude"):
@@ -422,7 +436,8 @@ def repair_question(pool: Pool, question: Question) -> Question:
         for d in question.routed
         if d.document_id in now or d.document_id not in sent
     ]
-    return Question(question.text, documents, history, routed)
+    # Everything else (what routing spent, whether it abstained) is the question's still.
+    return replace(question, documents=documents, history=history, routed=routed)
 
 
 def repair(pool: Pool, documents: list[RequestDocument]) -> list[RequestDocument]:

@@ -221,14 +221,15 @@ def usage_of(usage: Any) -> Usage:
 #: an empty turn sent back with a follow-up is refused by the API.
 NO_REPLY = "The model gave no answer to this question; try asking it another way."
 REFUSED = "The model declined to answer this question."
+STOPPED = "(The model declined to go on with this answer.)"
 CUT_SHORT = "(The answer was cut short at the length limit.)"
 
 
 def closing_note(message: Message) -> str:
-    """What the reply's end adds to its text: why there is none, or that it was cut short."""
+    """What the reply's end adds to its text: why there is none, or why it stopped early."""
     if not any(block.type == "text" and block.text.strip() for block in message.content):
         return REFUSED if message.stop_reason == "refusal" else NO_REPLY
-    return CUT_SHORT if message.stop_reason == "max_tokens" else ""
+    return {"max_tokens": CUT_SHORT, "refusal": STOPPED}.get(message.stop_reason or "", "")
 
 
 def translate(exc: anthropic.APIError, documents: Sequence[RequestDocument]) -> PoolError:

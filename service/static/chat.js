@@ -8,8 +8,25 @@ const ASK_URL = "/v1/ask";
 const INFO_URL = "/v1/info";
 const KEY_STORAGE = "kpool.apiKey";
 
+/** Where the key is kept when the browser refuses session storage: this page only. */
+const memory = { key: "" };
+
+/** The key given on this page; "" when none was, or the browser blocks storage. */
 function apiKey() {
-  return sessionStorage.getItem(KEY_STORAGE) || "";
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) || memory.key;
+  } catch {
+    return memory.key;
+  }
+}
+
+function keepKey(key) {
+  memory.key = key;
+  try {
+    sessionStorage.setItem(KEY_STORAGE, key);
+  } catch {
+    // Storage blocked: the key lasts as long as the page.
+  }
 }
 
 /** Headers of every request to the service: the key given on this page, if any. */
@@ -525,7 +542,7 @@ keyForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const key = keyInput.value.trim();
   if (!key) return;
-  sessionStorage.setItem(KEY_STORAGE, key);
+  keepKey(key);
   keyForm.hidden = true;
   loadInfo();
   box.focus();

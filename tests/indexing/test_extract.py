@@ -285,6 +285,11 @@ def test_html_charset_comes_from_bom_or_meta(data: bytes, expected: str) -> None
         ("Shift_JIS", "cp932", "年次休暇①"),  # a Windows-31J character, as browsers read it
         ("iso-8859-8-i", "iso-8859-8", "מדיניות חופשה"),
         ("big5-hkscs", "big5hkscs", "年假政策"),
+        ("windows-874", "cp874", "ลาพักร้อน"),
+        ("x-cp1253", "cp1253", "Άδεια"),
+        ("x-euc-jp", "euc-jp", "年次休暇"),
+        ("csisolatin9", "iso-8859-15", "5 € par jour"),
+        ("x-mac-ukrainian", "mac-cyrillic", "Відпустка"),
     ],
 )
 def test_html_labels_browsers_know_are_decoded_as_declared(

@@ -10,8 +10,11 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from indexing.pool import Pool
+from service.app import create_app
 from service.cli import main
 from service.extractive import sentence_spans
+from service.settings import Settings
+from tests.factories import make_pdf
 
 QUESTION = "how many days of annual leave can I carry over?"
 
@@ -53,6 +56,24 @@ def test_ask_rejects_an_empty_question(client: TestClient) -> None:
     response = client.post("/v1/ask", json={"question": ""})
     assert response.status_code == 422
     assert response.json()["error"]["type"] == "invalid_request"
+
+
+def test_extractive_answers_quote_a_pdf_longer_than_a_request_could_carry(
+    settings: Settings, sample_pool: Pool
+) -> None:
+    pages = ["Sabbatical leave: staff with seven years of service may take a sabbatical."] * 120
+    roomy = settings.model_copy(update={"token_budget": 1_000_000})
+    with TestClient(create_app(roomy, pool=sample_pool)) as client:
+        client.post(
+            "/v1/documents",
+            files={"file": ("sabbatical.pdf", make_pdf(pages, title="Sabbaticals"))},
+            data={"tags": "sabbatical"},
+        )
+        question = {"question": "sabbatical seven years", "tags": ["sabbatical"]}
+        body = client.post("/v1/ask", json=question).json()
+
+    assert [d["title"] for d in body["documents"]] == ["Sabbaticals"]
+    assert body["citations"] and "seven years" in body["citations"][0]["cited_text"]
 
 
 def test_cli_ask_json_is_the_http_answer(tmp_path: Path, sample_home: Path) -> None:

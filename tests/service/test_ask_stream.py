@@ -85,8 +85,13 @@ def test_the_streamed_answer_is_the_json_answer(claude: TestClient) -> None:
             "max_tokens",
             "Leave carries over\n\n(The answer was cut short at the length limit.)",
         ),
+        (
+            [{"type": "text", "text": "Leave carries over"}],
+            "refusal",
+            "Leave carries over\n\n(The model declined to go on with this answer.)",
+        ),
     ],
-    ids=["refusal", "empty", "cut-short"],
+    ids=["refusal", "empty", "cut-short", "stopped"],
 )
 def test_a_reply_without_a_proper_end_says_so_and_the_conversation_goes_on(
     claude: TestClient,

@@ -14,6 +14,7 @@ from indexing.errors import RateLimited
 from indexing.pool import Pool
 from service.answer import Usage
 from service.app import create_app
+from service.audit import AuditLog
 from service.auth import OPEN_CALLER, Caller
 from service.keys import Keys
 from service.limits import (
@@ -331,6 +332,9 @@ def test_a_caller_over_budget_is_refused_before_any_messages_request(
     # Charged at 1000 s, in the minute (960-1020 s) that has left the hour at 4620 s.
     assert refused.headers["retry-after"] == str(4620 - 1000)
     assert len(fake_anthropic.messages.bodies()) == 1
+    # Audited as refused, having sent nothing.
+    refusal = AuditLog(claude_pool.store).entries(limit=1)[0]
+    assert (refusal.outcome, refusal.error, refusal.file_ids) == ("failed", "rate_limited", [])
 
     assert client.post("/v1/ask", json=body, headers=bearer(other[1])).status_code == 200
     clock.advance(3660.0)

@@ -426,6 +426,22 @@ def test_a_failed_answer_is_still_charged_for_its_reranking(
     assert entry["rerank"]["input_tokens"] == entry["usage"]["input_tokens"]
 
 
+def test_a_question_repaired_after_reranking_still_counts_the_reranking(
+    reranking: TestClient, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    lost = route(claude_pool, LEAVE_QUESTION, top_k=1).documents[0]
+    fake_anthropic.delete_out_of_band(lost.file_id)  # re-uploaded when the answer is asked
+    fake_anthropic.messages.script_reply(tool_reply([1]), stop_reason="tool_use")
+
+    answer = reranking.post("/v1/ask", json={"question": LEAVE_QUESTION}).json()
+
+    (entry,) = reranking.get("/v1/audit").json()["data"]
+    assert lost.file_id not in {d["file_id"] for d in answer["documents"]}
+    assert entry["rerank"]["input_tokens"] > 0
+    assert entry["usage"] == answer["usage"]
+    assert answer["usage"]["input_tokens"] >= entry["rerank"]["input_tokens"]
+
+
 def test_the_audit_entry_gives_reranking_its_share_of_an_answers_tokens(
     reranking: TestClient, claude_settings: Settings, fake_anthropic: FakeAnthropic
 ) -> None:
