@@ -8,6 +8,7 @@ documents, no orphan remote files.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -91,6 +92,8 @@ def read_manifest(path: Path) -> dict[str, ManifestEntry]:
         name = str(row.get("path") or "").strip()
         if not name:
             raise InvalidInput(f"{path}:{line}: a manifest row needs a 'path'")
+        # "./hr/pay.md" and "hr//pay.md" name what "hr/pay.md" does.
+        name = os.path.normpath(name)
         entries[name] = ManifestEntry(
             title=(str(row["title"]).strip() or None) if row.get("title") else None,
             tags=_as_list(row.get("tags"), path, line),
@@ -194,29 +197,37 @@ def _walk_dir(
     for child in children:
         if child.name.startswith("."):
             continue
-        if child.is_symlink():
-            target = child.resolve()
-            if not target.is_relative_to(root):
+        try:
+            if child.is_symlink() and not child.resolve(strict=True).is_relative_to(root):
                 skipped.append((str(child), f"symbolic link leads outside {root}"))
                 continue
-        if child.is_dir():
+            is_dir, is_file = child.is_dir(), child.is_file()
+        except RuntimeError:  # Python before 3.13 reports a link loop so
+            skipped.append((str(child), "symbolic link loop"))
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                skipped.append((str(child), "symbolic link loop"))
+            elif exc.errno == errno.ENOENT:
+                skipped.append((str(child), "symbolic link to nothing"))
+            else:
+                # Perhaps a folder: "cannot list" keeps prune from taking it for empty.
+                skipped.append((str(child), f"cannot list: {exc.strerror}"))
+            continue
+        if is_dir:
             yield from _walk_dir(root, child, skipped, walked)
-        elif child.is_file():
+        elif is_file:
             yield child
 
 
-def _manifest_entry(
+def _manifest_key(
     manifest: dict[str, ManifestEntry], manifest_dir: Path | None, root: Path, path: Path
-) -> ManifestEntry | None:
-    if not manifest:
-        return None
+) -> str | None:
+    """The manifest row naming ``path``: relative to its root or to the manifest, or whole."""
     candidates = [path.relative_to(root).as_posix(), str(path)]
     if manifest_dir is not None and path.is_relative_to(manifest_dir):
         candidates.append(path.relative_to(manifest_dir).as_posix())
-    for key in candidates:
-        if key in manifest:
-            return manifest[key]
-    return None
+    return next((key for key in candidates if key in manifest), None)
 
 
 # ------------------------------------------------------------------------------------- run
@@ -254,16 +265,21 @@ def bulk_ingest(
         except PoolError as exc:  # cleanup can wait for the next run; the ingest cannot
             report.skipped.append(("(recovery)", f"cleanup of an earlier run postponed: {exc}"))
     manifest_dir = None if manifest_path is None else manifest_path.parent
+    keys = {path: _manifest_key(rows, manifest_dir, root, path) for root, path in files}
     requests = [
         _PathRequest(
             path,
-            _manifest_entry(rows, manifest_dir, root, path),
+            rows[key] if (key := keys[path]) is not None else None,
             tuple(tags),
             tuple(groups),
             dict(attributes or {}),
         )
-        for root, path in files
+        for _, path in files
     ]
+    # A row that names no file found (a typo, a file gone) said who may read something: say
+    # that it applied to nothing, rather than let a file it meant go in without its groups.
+    for name in sorted(set(rows) - set(keys.values())):
+        report.skipped.append((f"{manifest}: {name}", "manifest row matches no file found"))
     total = len(requests)
     done = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ingest") as workers:

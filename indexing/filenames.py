@@ -103,10 +103,20 @@ def clean_title(title: str) -> str:
     return " ".join("".join(" " if _unsafe(c) else c for c in title).split())
 
 
+#: Longest source the store keeps (its column's size).
+MAX_SOURCE_CHARS = 2000
+
+
 def check_source(source: str) -> None:
-    """Refuse a source that is not valid Unicode or holds characters that hide or reorder text
-    when shown (controls, bidirectional overrides and isolates, zero-width spaces, line
-    separators); joiners and direction marks, which spell words, pass."""
+    """Refuse a source that is not valid Unicode, longer than the store keeps, or holds
+    characters that hide or reorder text when shown (controls, bidirectional overrides and
+    isolates, zero-width spaces, line separators); joiners and direction marks, which spell
+    words, pass."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise InvalidInput(
+            f"source {source[:60]!r}... is {len(source):,} characters; at most "
+            f"{MAX_SOURCE_CHARS:,} (a path that deep: ingest from nearer the file)"
+        )
     if any(unicodedata.category(char) == "Cs" for char in source):
         raise InvalidInput(
             f"source {source!r} is not valid Unicode (a path whose bytes are not UTF-8?); rename it"

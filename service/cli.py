@@ -43,6 +43,17 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
+class _Command(click.Command):
+    """A command that shows pool errors as ``_Group`` does when run on its own (the cron
+    script runs ``ingest`` without the group)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PoolError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
 @click.group(cls=_Group)
 @click.version_option("0.1.0", prog_name="kpool")
 def main() -> None:
@@ -150,7 +161,7 @@ def is_loopback(host: str) -> bool:
 # ------------------------------------------------------------------------------------ ingest
 
 
-@main.command()
+@main.command(cls=_Command)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--manifest",
@@ -644,10 +655,6 @@ def eval_command(dataset_dir: Path, split: str, cutoffs: str, as_json: bool) -> 
         click.echo(f"{key:<12} {value}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -------------------------------------------------------------------------------------- keys
 
 
@@ -765,3 +772,7 @@ def audit_command(since: str | None, limit: int, as_json: bool) -> None:
         return
     for entry in entries:
         click.echo(entry.summary())
+
+
+if __name__ == "__main__":  # last: every command is defined by then
+    main()

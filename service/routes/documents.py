@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from indexing.attributes import check_attributes
 from indexing.errors import DocumentNotFound, FileTooLarge, InvalidInput, PoolError
-from indexing.filenames import check_source, sanitise_filename, unsafe_character
+from indexing.filenames import MAX_SOURCE_CHARS, check_source, sanitise_filename, unsafe_character
 from indexing.filters import Condition
 from indexing.ingest import IngestRequest, Outcome, delete_document, ingest, update_metadata
 from indexing.models import Document, DocumentPublic, DocumentsPage
@@ -58,7 +58,6 @@ FORM_OVERHEAD_BYTES = MAX_PARTS * (MAX_FIELD_BYTES + 1024)
 MAX_LABELS = 100
 MAX_LABEL_CHARS = 100
 MAX_TITLE_CHARS = 500
-MAX_SOURCE_CHARS = 2000
 
 
 def _shown_safely(value: str) -> str:
@@ -312,9 +311,9 @@ class Upload:
     def _source(self) -> str:
         # NFC: the same name typed on macOS (decomposed) and elsewhere is one identity.
         given = unicodedata.normalize("NFC", self._single("source"))
-        source = given or f"upload:{self.filename}"
+        source = _bounded("source", given or f"upload:{self.filename}", MAX_SOURCE_CHARS)
         check_source(source)
-        return _bounded("source", source, MAX_SOURCE_CHARS)
+        return source
 
     def _labels(self, name: str) -> list[str]:
         labels = [

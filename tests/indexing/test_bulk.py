@@ -111,6 +111,22 @@ def test_a_link_back_to_a_folder_already_walked_is_not_walked_again(pool: Pool, 
     assert pool.store.count_documents() == 1
 
 
+def test_a_link_loop_or_a_dangling_link_is_skipped_and_the_rest_ingested(
+    pool: Pool, root: Path
+) -> None:
+    write(root / "leave.md", LEAVE)
+    (root / "loop").symlink_to(root / "loop")
+    (root / "gone.md").symlink_to(root / "nowhere.md")
+
+    report = bulk_ingest(pool, [root], prune=True)
+
+    assert statuses(report) == {str(root / "leave.md"): "added"}
+    assert sorted(report.skipped) == [
+        (str(root / "gone.md"), "symbolic link to nothing"),
+        (str(root / "loop"), "symbolic link loop"),
+    ]
+
+
 # --------------------------------------------------------------------------------- manifests
 
 CSV_MANIFEST = """path,title,tags,groups
@@ -170,6 +186,23 @@ def test_a_manifest_gives_titles_tags_and_groups_and_options_apply_to_every_file
         ),
         "security.md": ("Screen locking", ["2024"], ["everyone"]),
     }
+
+
+def test_a_manifest_path_is_read_as_a_path_and_a_row_matching_nothing_is_reported(
+    pool: Pool, root: Path
+) -> None:
+    write(root / "hr" / "salaries.md", LEAVE)
+    write(root / "travel.md", TRAVEL)
+    manifest = write(
+        root / "manifest.csv",
+        "path,title,tags,groups\n./hr//salaries.md,Salary bands,hr,hr-only\ntravle.md,T,,staff\n",
+    )
+
+    report = bulk_ingest(pool, [root], manifest=manifest)
+
+    salaries = documents(pool)[str(root / "hr" / "salaries.md")]
+    assert (salaries.title, salaries.groups) == ("Salary bands", ["hr-only"])
+    assert report.skipped == [(f"{manifest}: travle.md", "manifest row matches no file found")]
 
 
 @pytest.mark.parametrize(

@@ -648,6 +648,16 @@ def test_front_matter_values_no_store_keeps_are_cleaned_not_refused(pool: Pool) 
     assert doc.attributes == {"score": "nan", "limit": "-inf", "owner": "ab", "key": "\ufffdx"}
 
 
+def test_a_source_longer_than_the_store_keeps_fails_the_file_before_upload(pool: Pool) -> None:
+    deep = "/docs/" + "folder/" * 300 + "leave.md"
+
+    outcome = add(pool, deep, LEAVE)
+
+    assert outcome.status == "failed" and "at most 2,000" in outcome.reason
+    assert pool.store.count_documents() == 0 and remote_ids(pool.backend) == set()
+    assert pool.store.intents() == []
+
+
 @pytest.mark.parametrize(
     ("metadata", "needle"),
     [
