@@ -16,14 +16,22 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from indexing.attributes import check_attributes
 from indexing.errors import FileTooLarge, InvalidInput, PoolError
 from indexing.extract import check_size
-from indexing.filenames import sanitise_filename
-from indexing.ingest import IngestRequest, Outcome, Recovery, delete_document, ingest, recover
+from indexing.filenames import clean_title, sanitise_filename
+from indexing.ingest import (
+    IngestRequest,
+    Outcome,
+    Recovery,
+    delete_document,
+    ingest,
+    recover,
+    update_metadata,
+)
 from indexing.pool import Pool
 
 log = logging.getLogger(__name__)
@@ -392,7 +400,7 @@ def _move(
     if dry_run:
         return Outcome(str(item.path), "updated", document_id, reason=f"dry run: {moved}")
     try:
-        pool.store.move_source(
+        doc = pool.store.move_source(
             document_id=document_id,
             source_was=source,
             source=str(item.path),
@@ -400,6 +408,16 @@ def _move(
         )
     except PoolError as exc:
         return Outcome(str(item.path), "failed", document_id, reason=f"{moved}: {exc}")
+    if item.entry is None or item.entry.title is None:
+        # A title that was the old file's name becomes the new one's, as a fresh ingest
+        # would make it; a title of its own (a heading, a manifest's) stays.
+        named = clean_title(PurePath(source).stem)
+        if doc.title == named and named != (new := clean_title(item.path.stem)) and new:
+            try:
+                update_metadata(pool, document_id=document_id, title=new)
+                pool.refresh()
+            except PoolError as exc:
+                log.warning("could not retitle %s after its move: %s", document_id, exc)
     # Once more under its own source, so that its manifest row's metadata applies.
     outcome = _ingest_path(pool, item, dry_run=False)
     if outcome.status == "unchanged":

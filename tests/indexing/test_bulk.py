@@ -390,6 +390,22 @@ def test_prune_moves_the_document_of_a_file_that_was_renamed(
     assert again.counts == {"added": 0, "updated": 0, "unchanged": copies, "failed": 0, "pruned": 0}
 
 
+def test_a_renamed_file_titled_by_its_name_takes_its_new_name(pool: Pool, root: Path) -> None:
+    write(root / "leave-rules.txt", " ".join([LEAVE] * 3))  # no short first line: titled by name
+    write(root / "travel.md", "# Travel and expenses\n\n" + TRAVEL)
+    bulk_ingest(pool, [root])
+    (root / "leave-rules.txt").rename(root / "annual-leave.txt")
+    (root / "travel.md").rename(root / "trips.md")
+
+    report = bulk_ingest(pool, [root], prune=True)
+
+    assert report.counts["pruned"] == 0
+    titles = {Path(source).name: doc.title for source, doc in documents(pool).items()}
+    assert titles == {"annual-leave.txt": "annual-leave", "trips.md": "Travel and expenses"}
+    hits = pool.index.search(pool.analyzer.terms("annual leave"), top_k=1, groups=[])
+    assert [h.entry.title for h in hits] == ["annual-leave"]  # routing has the new title
+
+
 def test_a_dry_run_prune_reports_a_move_and_changes_nothing(pool: Pool, root: Path) -> None:
     write(root / "leave.md", LEAVE)
     bulk_ingest(pool, [root])
