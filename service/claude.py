@@ -247,8 +247,11 @@ def translate(exc: anthropic.APIError, documents: Sequence[RequestDocument]) -> 
             "Anthropic refused the server's credentials: the server's Anthropic API key is "
             f"missing or misconfigured ({detail})."
         )
-    missing = next((d.file_id for d in documents if d.file_id in str(exc.message)), "")
-    if status == 404 and (missing or "file" in str(exc.message).lower()):
+    message = str(exc.message)
+    missing = next((d.file_id for d in documents if d.file_id in message), "")
+    # The API's docs show a deleted or foreign file as a 404 and as a 400 invalid request:
+    # either, when it names a file of the request (a 404, any file), is a missing file.
+    if (status == 404 and (missing or "file" in message.lower())) or (status == 400 and missing):
         return RemoteFileMissing(f"a routed file is missing upstream ({detail})", file_id=missing)
     # An error event after the stream began arrives with status 200: its type says what it is.
     if status in (408, 504) or kind == "timeout_error":

@@ -287,6 +287,22 @@ def test_an_error_event_after_the_stream_began_is_told_by_its_type(
     assert "Traceback" not in response.text
 
 
+def test_a_400_that_names_a_routed_file_is_repaired_like_a_404(
+    claude: TestClient, claude_pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    routed = claude.post("/v1/route", json={"question": LEAVE_QUESTION}).json()["documents"]
+    lost = routed[0]
+    fake_anthropic.delete_out_of_band(lost["file_id"])
+    message = f"messages.0.content.0.document.source.file_id: invalid file {lost['file_id']}"
+    fake_anthropic.fail_next(1, 400, message=message, path_prefix="/v1/messages")
+
+    response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
+
+    assert response.status_code == 200, response.text
+    now = claude_pool.store.get_document(lost["document_id"]).file_id
+    assert now != lost["file_id"] and now in {d["file_id"] for d in response.json()["documents"]}
+
+
 def test_a_404_that_names_no_file_is_not_a_missing_file(
     claude: TestClient, fake_anthropic: FakeAnthropic
 ) -> None:
