@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -23,10 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from indexing.errors import (
+    ConfigurationError,
     FileTooLarge,
     RemoteFileMissing,
     UpstreamUnavailable,
 )
+
+log = logging.getLogger(__name__)
 
 #: The Files API's per-file limit (500 MB); the local store enforces the same one.
 MAX_FILE_BYTES = 500 * 1024 * 1024
@@ -152,7 +156,12 @@ class LocalFilesBackend:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot keep local files in {self.root}: {exc.strerror} (check KPOOL_HOME)"
+            ) from None
         self._lock = threading.Lock()
         self._last_created = datetime.min.replace(tzinfo=UTC)
 
@@ -185,16 +194,28 @@ class LocalFilesBackend:
             created_at=self._next_created_at(),
         )
         bin_path, json_path = self.root / f"{file.id}.bin", self.root / f"{file.id}.json"
-        _write_atomic(bin_path, data)
-        _write_atomic(json_path, json.dumps(_local_metadata(file)).encode("utf-8"))
+        try:
+            _write_atomic(bin_path, data)
+            _write_atomic(json_path, json.dumps(_local_metadata(file)).encode("utf-8"))
+        except OSError as exc:  # full, read-only, not ours: the store, not the file, is at fault
+            with contextlib.suppress(OSError):
+                bin_path.unlink(missing_ok=True)
+            raise ConfigurationError(
+                f"the local files store at {self.root} cannot be written: {exc.strerror}"
+            ) from None
         return file
 
     def _read(self, json_path: Path) -> RemoteFile | None:
         try:
             raw = json.loads(json_path.read_bytes())
+            return _remote_file_from_json(raw)
         except FileNotFoundError:  # deleted between listing and reading
             return None
-        return _remote_file_from_json(raw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Damaged on disk: not a file this store can vouch for, but no reason to stop
+            # listing the others (``kpool reconcile`` re-uploads what it stood for).
+            log.warning("skipping unreadable local file metadata %s: %s", json_path, exc)
+            return None
 
     def retrieve(self, file_id: str) -> RemoteFile:
         paths = self._paths(file_id)

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from indexing.attributes import check_attributes
 from indexing.errors import (
+    ConfigurationError,
     Conflict,
     DocumentNotFound,
     FileTooLarge,
@@ -434,7 +435,7 @@ def _upload(
         # The file may exist upstream even though we never saw its id: keep the intent so
         # ``recover`` finds and deletes it by name and time.
         raise
-    except (UpstreamError, FileTooLarge):
+    except (UpstreamError, FileTooLarge, ConfigurationError):  # refused: nothing landed
         pool.store.drop_intent(intent_id=intent_id)
         raise
     pool.store.set_intent_file(intent_id=intent_id, file_id=remote.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from collections.abc import Iterator
@@ -155,6 +156,35 @@ def test_local_rejects_ids_it_never_issued(local_backend: LocalFilesBackend, fil
         local_backend.retrieve(file_id)
     assert local_backend.delete(file_id) is False
     assert local_backend.existing([file_id]) == set()
+
+
+def test_a_local_store_that_cannot_be_made_is_a_clear_configuration_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "home").write_text("a file where the folder should be")
+
+    with pytest.raises(ConfigurationError, match=r"cannot keep local files in .*home/files"):
+        LocalFilesBackend(tmp_path / "home" / "files")
+
+
+def test_an_unwritable_local_store_refuses_the_upload_and_keeps_nothing(
+    local_backend: LocalFilesBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("indexing.files._write_atomic", full)
+    with pytest.raises(ConfigurationError, match="cannot be written: No space left on device"):
+        local_backend.upload(filename="a.txt", data=b"x", mime_type="text/plain")
+    assert list(local_backend.list()) == [] and list(local_backend.root.iterdir()) == []
+
+
+def test_damaged_local_metadata_is_skipped_not_fatal(local_backend: LocalFilesBackend) -> None:
+    kept = local_backend.upload(filename="a.txt", data=b"a", mime_type="text/plain")
+    damaged = local_backend.upload(filename="b.txt", data=b"b", mime_type="text/plain")
+    (local_backend.root / f"{damaged.id}.json").write_text('{"id": "trunc')
+
+    assert [f.id for f in local_backend.list()] == [kept.id]
 
 
 def test_local_check_fails_when_the_store_is_gone(tmp_path: Path) -> None:
