@@ -67,6 +67,8 @@ Status = Literal["added", "updated", "unchanged", "failed", "pruned"]
 PDF_PAGE_TOKENS = 1_500
 #: How long after its intent an upload can land (well beyond the SDK's timeouts and retries).
 UPLOAD_WINDOW = timedelta(minutes=15)
+#: How far this machine's clock and the Files API's may disagree.
+CLOCK_SKEW = timedelta(minutes=10)
 #: Characters per token, a conservative average for English prose.
 CHARS_PER_TOKEN = 4.0
 
@@ -699,6 +701,7 @@ def _clear_abandoned(pool: Pool, intents: list[UploadIntent], report: Recovery) 
 def _may_be_from(remote: RemoteFile, intent: UploadIntent) -> bool:
     """Whether ``remote`` could be the upload ``intent`` announced: the same name, created
     within the window in which that upload can land (a later file is someone else's)."""
-    since = intent.created_at - timedelta(minutes=1)
-    until = intent.created_at + UPLOAD_WINDOW
+    # Anthropic's clock stamps the file and ours the intent: allow for them to differ.
+    since = intent.created_at - CLOCK_SKEW
+    until = intent.created_at + UPLOAD_WINDOW + CLOCK_SKEW
     return remote.filename == intent.filename and since <= remote.created_at <= until

@@ -594,6 +594,28 @@ def test_recover_spares_a_file_a_live_upload_of_the_same_name_may_own(pool: Pool
 
 
 @fake_files_api
+def test_recover_finds_a_landed_upload_though_the_clocks_disagree(
+    pool: Pool, fake_anthropic: FakeAnthropic
+) -> None:
+    intent = pool.store.record_intent(
+        source="/docs/leave.md", filename="leave.md", content_hash="h", owner="elsewhere:1"
+    )
+    landed = fake_anthropic.put_file(filename="leave.md", data=b"x", mime_type="text/plain")
+    # This machine's clock ran five minutes ahead of Anthropic's when it noted the upload.
+    with pool.store.writing() as session:
+        session.execute(
+            text_sql("UPDATE upload_intents SET created_at = :at WHERE id = :id"),
+            {"at": datetime.now(UTC) + timedelta(minutes=5), "id": intent},
+        )
+    later = datetime.now(UTC) + timedelta(seconds=pool.config.intent_grace_seconds + 600)
+
+    report = recover(pool, now=later)
+
+    assert report.abandoned_uploads == [landed.id]
+    assert fake_anthropic.files == {} and pool.store.intents() == []
+
+
+@fake_files_api
 def test_a_rejected_upload_fails_with_the_reason_and_drops_its_intent(
     pool: Pool, fake_anthropic: FakeAnthropic
 ) -> None:
