@@ -99,13 +99,23 @@ def load_dataset(directory: Path, split: str = "test") -> Dataset:
     queries = {str(q["_id"]): str(q["text"]) for q in _jsonl(directory / "queries.jsonl")}
     qrels: dict[str, dict[str, int]] = {}
     with qrels_path.open(encoding="utf-8") as handle:
-        for row in csv.reader(handle, delimiter="\t"):
+        for line, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
             if len(row) < 3 or row[0] == "query-id":
                 continue
-            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            try:
+                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            except ValueError:
+                raise InvalidInput(
+                    f"{qrels_path}:{line}: the score {row[2]!r} is not a whole number"
+                ) from None
     qrels = {
         q: rel for q, rel in qrels.items() if q in queries and any(g > 0 for g in rel.values())
     }
+    if not qrels:
+        raise InvalidInput(
+            f"{qrels_path} names no query of queries.jsonl with a relevant document; each line "
+            "should be query-id, corpus-id and score, separated by tabs"
+        )
     unanswerable_path = directory / "unanswerable.jsonl"
     unanswerable = (
         {str(q["_id"]): str(q["text"]) for q in _jsonl(unanswerable_path)}

@@ -325,6 +325,25 @@ def test_eval_rejects_a_folder_that_is_not_a_beir_dataset(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
+    ("qrels", "message"),
+    [
+        ("q1 0 d1 1\n", "names no query of queries.jsonl with a relevant document"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\thigh\n", "test.tsv:2: the score 'high'"),
+    ],
+)
+def test_eval_says_what_is_wrong_with_its_qrels(tmp_path: Path, qrels: str, message: str) -> None:
+    data = tmp_path / "set"
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text('{"_id": "d1", "title": "Leave", "text": "annual leave"}\n')
+    (data / "queries.jsonl").write_text('{"_id": "q1", "text": "annual leave"}\n')
+    (data / "qrels" / "test.tsv").write_text(qrels)
+
+    result = kpool(tmp_path / "unused", "eval", str(data))
+
+    assert result.exit_code == 1 and message in result.output
+
+
+@pytest.mark.parametrize(
     "command",
     [
         ["serve"],
