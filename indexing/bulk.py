@@ -361,14 +361,10 @@ def _prune(
 ) -> list[Outcome]:
     """Delete the documents of files no longer under ``roots``. A file that is gone but whose
     bytes this run found under another name was moved or renamed: its document moves with it
-    instead (same id, same remote file), rather than leaving neither routable.
-
-    Sources are real paths, so a root given through a link (``current -> releases/v2``) is
-    also pruned where it led on earlier pruning runs: a release's files are gone from the
-    root once the link moves on, though they are still on disk."""
+    instead (same id, same remote file), rather than leaving neither routable."""
     prefixes = []
-    led_to, clean, failed = _roots_led_to(pool, roots)
-    for root in led_to:
+    for given in roots:
+        root = given.resolve()
         prefixes.append(str(root) if root.is_file() else str(root) + os.sep)
     copies: dict[str, list[str]] = {}
     for outcome in ingested:
@@ -394,34 +390,7 @@ def _prune(
         outcomes.append(
             Outcome(source, "pruned", doc.id, doc.file_id, doc.title, reason="no longer on disk")
         )
-    if not dry_run:
-        pool.store.set_meta(
-            ROOTS_KEY, failed if any(o.status == "failed" for o in outcomes) else clean
-        )
     return outcomes
-
-
-#: Pool meta entry: each root given to a pruning run (absolute, links kept) and the real
-#: paths it has led to.
-ROOTS_KEY = "pruned_roots"
-
-
-def _roots_led_to(
-    pool: Pool, roots: Sequence[Path]
-) -> tuple[list[Path], dict[str, list[str]], dict[str, list[str]]]:
-    """The real paths ``roots`` lead to now and led to on earlier pruning runs; and the
-    ``ROOTS_KEY`` entry to keep after a clean prune (only where each leads now) and after
-    one where something failed (everywhere each has led, to try again next time)."""
-    earlier: dict[str, list[str]] = dict(pool.store.get_meta(ROOTS_KEY) or {})
-    clean, failed = dict(earlier), dict(earlier)
-    led_to: list[Path] = []
-    for given in roots:
-        name = os.path.abspath(given)
-        now = str(given.resolve())
-        ever = [now, *(p for p in earlier.get(name, []) if p != now)]
-        led_to.extend(map(Path, ever))
-        clean[name], failed[name] = [now], ever
-    return led_to, clean, failed
 
 
 def _move(

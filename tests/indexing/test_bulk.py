@@ -358,29 +358,6 @@ def test_prune_removes_only_vanished_files_under_the_given_roots(
     assert gone.file_id not in {f.id for f in files_backend.list()}
 
 
-def test_prune_follows_a_root_link_that_moved_to_another_release(
-    pool: Pool, tmp_path: Path
-) -> None:
-    releases = tmp_path / "releases"
-    write(releases / "v1" / "leave.md", LEAVE)
-    write(releases / "v1" / "travel.md", TRAVEL)
-    write(releases / "v2" / "leave.md", LEAVE + " Revised in v2.")
-    current = tmp_path / "current"
-    current.symlink_to(releases / "v1", target_is_directory=True)
-    bulk_ingest(pool, [current], prune=True)
-
-    current.unlink()
-    current.symlink_to(releases / "v2", target_is_directory=True)
-    report = bulk_ingest(pool, [current], prune=True)
-
-    assert report.ok
-    assert sorted(documents(pool)) == [str((releases / "v2" / "leave.md").resolve())]
-    assert {o.status for o in report.outcomes} == {"added", "pruned"}
-    # A later run finds nothing more to prune, and v1 stays on disk untouched.
-    assert bulk_ingest(pool, [current], prune=True).counts["pruned"] == 0
-    assert (releases / "v1" / "travel.md").exists()
-
-
 @pytest.mark.parametrize("copies", [1, 2])
 def test_prune_moves_the_document_of_a_file_that_was_renamed(
     pool: Pool, files_backend: FilesBackend, root: Path, copies: int
