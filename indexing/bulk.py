@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -22,7 +23,7 @@ from typing import Any
 from indexing.attributes import check_attributes
 from indexing.errors import FileTooLarge, InvalidInput, PoolError
 from indexing.extract import check_size
-from indexing.filenames import clean_title, sanitise_filename
+from indexing.filenames import sanitise_filename
 from indexing.ingest import (
     IngestRequest,
     Outcome,
@@ -30,6 +31,7 @@ from indexing.ingest import (
     delete_document,
     ingest,
     recover,
+    title_from_name,
     update_metadata,
 )
 from indexing.pool import Pool
@@ -100,8 +102,11 @@ def read_manifest(path: Path) -> dict[str, ManifestEntry]:
         name = str(row.get("path") or "").strip()
         if not name:
             raise InvalidInput(f"{path}:{line}: a manifest row needs a 'path'")
-        # "./hr/pay.md" and "hr//pay.md" name what "hr/pay.md" does.
-        name = os.path.normpath(name)
+        # "./hr/pay.md" and "hr//pay.md" name what "hr/pay.md" does (POSIX keeps a leading
+        # "//" apart; here it is one "/").
+        name = posixpath.normpath(name)
+        if name.startswith("//"):
+            name = "/" + name.lstrip("/")
         entries[name] = ManifestEntry(
             title=(str(row["title"]).strip() or None) if row.get("title") else None,
             tags=_as_list(row.get("tags"), path, line),
@@ -206,7 +211,8 @@ def _walk_dir(
         if child.name.startswith("."):
             continue
         try:
-            if child.is_symlink() and not child.resolve(strict=True).is_relative_to(root):
+            link = child.is_symlink()
+            if link and not child.resolve(strict=True).is_relative_to(root):
                 skipped.append((str(child), f"symbolic link leads outside {root}"))
                 continue
             is_dir, is_file = child.is_dir(), child.is_file()
@@ -216,7 +222,7 @@ def _walk_dir(
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 skipped.append((str(child), "symbolic link loop"))
-            elif exc.errno == errno.ENOENT:
+            elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 skipped.append((str(child), "symbolic link to nothing"))
             else:
                 # Perhaps a folder: "cannot list" keeps prune from taking it for empty.
@@ -411,8 +417,8 @@ def _move(
     if item.entry is None or item.entry.title is None:
         # A title that was the old file's name becomes the new one's, as a fresh ingest
         # would make it; a title of its own (a heading, a manifest's) stays.
-        named = clean_title(PurePath(source).stem)
-        if doc.title == named and named != (new := clean_title(item.path.stem)) and new:
+        named = title_from_name(PurePath(source).name)
+        if doc.title == named and named != (new := title_from_name(item.path.name)):
             try:
                 update_metadata(pool, document_id=document_id, title=new)
                 pool.refresh()

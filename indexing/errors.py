@@ -126,6 +126,12 @@ class UpstreamError(PoolError):
     kind = "upstream_error"
 
 
+class StoreUnavailable(PoolError):
+    """The server's own files store cannot be written or read (a full disk, permissions)."""
+
+    kind = "store_unavailable"
+
+
 class UpstreamUnavailable(UpstreamError):
     """The backend is overloaded, rate limiting or unreachable, even after retries."""
 

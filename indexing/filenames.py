@@ -103,8 +103,10 @@ def clean_title(title: str) -> str:
     return " ".join("".join(" " if _unsafe(c) else c for c in title).split())
 
 
-#: Longest source the store keeps (its column's size).
+#: Longest source the store keeps: its column's size, in characters; and, as UTF-8, within
+#: what PostgreSQL's unique index on it holds (about 2,700 bytes).
 MAX_SOURCE_CHARS = 2000
+MAX_SOURCE_BYTES = 2000
 
 
 def check_source(source: str) -> None:
@@ -112,10 +114,10 @@ def check_source(source: str) -> None:
     characters that hide or reorder text when shown (controls, bidirectional overrides and
     isolates, zero-width spaces, line separators); joiners and direction marks, which spell
     words, pass."""
-    if len(source) > MAX_SOURCE_CHARS:
+    if len(source) > MAX_SOURCE_CHARS or len(source.encode(errors="replace")) > MAX_SOURCE_BYTES:
         raise InvalidInput(
-            f"source {source[:60]!r}... is {len(source):,} characters; at most "
-            f"{MAX_SOURCE_CHARS:,} (a path that deep: ingest from nearer the file)"
+            f"source {source[:60]!r}... is {len(source.encode(errors='replace')):,} bytes as "
+            f"UTF-8; at most {MAX_SOURCE_BYTES:,} (a path that deep: ingest from nearer the file)"
         )
     if any(unicodedata.category(char) == "Cs" for char in source):
         raise InvalidInput(

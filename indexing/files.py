@@ -27,6 +27,7 @@ from indexing.errors import (
     ConfigurationError,
     FileTooLarge,
     RemoteFileMissing,
+    StoreUnavailable,
     UpstreamUnavailable,
 )
 
@@ -200,8 +201,9 @@ class LocalFilesBackend:
         except OSError as exc:  # full, read-only, not ours: the store, not the file, is at fault
             with contextlib.suppress(OSError):
                 bin_path.unlink(missing_ok=True)
-            raise ConfigurationError(
-                f"the local files store at {self.root} cannot be written: {exc.strerror}"
+            log.error("the local files store at %s cannot be written: %s", self.root, exc)
+            raise StoreUnavailable(
+                f"the server's files store cannot be written ({exc.strerror}); try again later"
             ) from None
         return file
 
@@ -211,10 +213,15 @@ class LocalFilesBackend:
             return _remote_file_from_json(raw)
         except FileNotFoundError:  # deleted between listing and reading
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:
+            log.error("cannot read local file metadata %s: %s", json_path, exc)
+            raise StoreUnavailable(
+                f"the server's files store cannot be read ({exc.strerror})"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
             # Damaged on disk: not a file this store can vouch for, but no reason to stop
-            # listing the others (``kpool reconcile`` re-uploads what it stood for).
-            log.warning("skipping unreadable local file metadata %s: %s", json_path, exc)
+            # listing the others.
+            log.warning("skipping damaged local file metadata %s: %s", json_path, exc)
             return None
 
     def retrieve(self, file_id: str) -> RemoteFile:

@@ -38,13 +38,13 @@ from typing import Any, Literal
 
 from indexing.attributes import check_attributes
 from indexing.errors import (
-    ConfigurationError,
     Conflict,
     DocumentNotFound,
     FileTooLarge,
     IndexParamsMismatch,
     InvalidInput,
     PoolError,
+    StoreUnavailable,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -67,8 +67,9 @@ Status = Literal["added", "updated", "unchanged", "failed", "pruned"]
 PDF_PAGE_TOKENS = 1_500
 #: How long after its intent an upload can land (well beyond the SDK's timeouts and retries).
 UPLOAD_WINDOW = timedelta(minutes=15)
-#: How far this machine's clock and the Files API's may disagree.
-CLOCK_SKEW = timedelta(minutes=10)
+#: How far this machine's clock and the Files API's may disagree. Kept small: a wider window
+#: reaches further into same-named uploads of other deployments sharing the API key.
+CLOCK_SKEW = timedelta(minutes=3)
 #: Characters per token, a conservative average for English prose.
 CHARS_PER_TOKEN = 4.0
 
@@ -379,8 +380,18 @@ def _new_version(
 
 
 def _title(request: IngestRequest, extracted: Extracted) -> str:
-    title = clean_title(request.title or extracted.title or PurePath(request.name).stem)
-    return title[:MAX_TITLE_CHARS] or clean_title(request.name)[:MAX_TITLE_CHARS] or "untitled"
+    if request.title or extracted.title:
+        title = clean_title(request.title or extracted.title or "")[:MAX_TITLE_CHARS]
+        if title:
+            return title
+    return title_from_name(request.name)
+
+
+def title_from_name(filename: str) -> str:
+    """The title a file with no title of its own gets from its name."""
+    name = sanitise_filename(filename)
+    title = clean_title(PurePath(name).stem)[:MAX_TITLE_CHARS]
+    return title or clean_title(name)[:MAX_TITLE_CHARS] or "untitled"
 
 
 def indexable_text(title: str, text: str, expansion: str | None = None) -> str:
@@ -437,7 +448,7 @@ def _upload(
         # The file may exist upstream even though we never saw its id: keep the intent so
         # ``recover`` finds and deletes it by name and time.
         raise
-    except (UpstreamError, FileTooLarge, ConfigurationError):  # refused: nothing landed
+    except (UpstreamError, FileTooLarge, StoreUnavailable):  # refused: nothing landed
         pool.store.drop_intent(intent_id=intent_id)
         raise
     pool.store.set_intent_file(intent_id=intent_id, file_id=remote.id)

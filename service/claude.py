@@ -250,8 +250,12 @@ def translate(exc: anthropic.APIError, documents: Sequence[RequestDocument]) -> 
     message = str(exc.message)
     missing = next((d.file_id for d in documents if d.file_id in message), "")
     # The API's docs show a deleted or foreign file as a 404 and as a 400 invalid request:
-    # either, when it names a file of the request (a 404, any file), is a missing file.
-    if (status == 404 and (missing or "file" in message.lower())) or (status == 400 and missing):
+    # a 404 about a file, or a 400 saying a file of the request is not found, is a missing
+    # file. (Another 400 naming a file, too many pages say, is a refusal like any other.)
+    lost = any(w in message.lower() for w in ("not found", "does not exist", "deleted"))
+    if (status == 404 and (missing or "file" in message.lower())) or (
+        status == 400 and missing and lost
+    ):
         return RemoteFileMissing(f"a routed file is missing upstream ({detail})", file_id=missing)
     # An error event after the stream began arrives with status 200: its type says what it is.
     if status in (408, 504) or kind == "timeout_error":

@@ -35,6 +35,7 @@ STATUS: dict[type[errors.PoolError], int] = {
     errors.EmptyDocument: 422,
     errors.Conflict: 409,
     errors.IndexParamsMismatch: 503,
+    errors.StoreUnavailable: 503,
     errors.ConfigurationError: 500,
     errors.UpstreamAuthError: 502,
     errors.RemoteFileMissing: 502,

@@ -117,14 +117,17 @@ def test_a_link_loop_or_a_dangling_link_is_skipped_and_the_rest_ingested(
     write(root / "leave.md", LEAVE)
     (root / "loop").symlink_to(root / "loop")
     (root / "gone.md").symlink_to(root / "nowhere.md")
+    (root / "under-a-file.md").symlink_to(root / "leave.md" / "x")
+    bulk_ingest(pool, [root])
 
     report = bulk_ingest(pool, [root], prune=True)
 
-    assert statuses(report) == {str(root / "leave.md"): "added"}
+    assert statuses(report) == {str(root / "leave.md"): "unchanged"}
     assert sorted(report.skipped) == [
         (str(root / "gone.md"), "symbolic link to nothing"),
         (str(root / "loop"), "symbolic link loop"),
-    ]
+        (str(root / "under-a-file.md"), "symbolic link to nothing"),
+    ]  # and none of them kept prune from running
 
 
 # --------------------------------------------------------------------------------- manifests

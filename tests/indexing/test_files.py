@@ -20,6 +20,7 @@ from indexing.errors import (
     ConfigurationError,
     FileTooLarge,
     RemoteFileMissing,
+    StoreUnavailable,
     UpstreamAuthError,
     UpstreamError,
     UpstreamTimeout,
@@ -174,7 +175,7 @@ def test_an_unwritable_local_store_refuses_the_upload_and_keeps_nothing(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("indexing.files._write_atomic", full)
-    with pytest.raises(ConfigurationError, match="cannot be written: No space left on device"):
+    with pytest.raises(StoreUnavailable, match=r"cannot be written \(No space left on device\)"):
         local_backend.upload(filename="a.txt", data=b"x", mime_type="text/plain")
     assert list(local_backend.list()) == [] and list(local_backend.root.iterdir()) == []
 

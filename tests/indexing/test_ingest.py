@@ -601,11 +601,11 @@ def test_recover_finds_a_landed_upload_though_the_clocks_disagree(
         source="/docs/leave.md", filename="leave.md", content_hash="h", owner="elsewhere:1"
     )
     landed = fake_anthropic.put_file(filename="leave.md", data=b"x", mime_type="text/plain")
-    # This machine's clock ran five minutes ahead of Anthropic's when it noted the upload.
+    # This machine's clock ran two minutes ahead of Anthropic's when it noted the upload.
     with pool.store.writing() as session:
         session.execute(
             text_sql("UPDATE upload_intents SET created_at = :at WHERE id = :id"),
-            {"at": datetime.now(UTC) + timedelta(minutes=5), "id": intent},
+            {"at": datetime.now(UTC) + timedelta(minutes=2), "id": intent},
         )
     later = datetime.now(UTC) + timedelta(seconds=pool.config.intent_grace_seconds + 600)
 
@@ -670,8 +670,11 @@ def test_front_matter_values_no_store_keeps_are_cleaned_not_refused(pool: Pool) 
     assert doc.attributes == {"score": "nan", "limit": "-inf", "owner": "ab", "key": "\ufffdx"}
 
 
-def test_a_source_longer_than_the_store_keeps_fails_the_file_before_upload(pool: Pool) -> None:
-    deep = "/docs/" + "folder/" * 300 + "leave.md"
+@pytest.mark.parametrize("folder", ["folder/", "假期/"], ids=["ascii", "cjk"])
+def test_a_source_longer_than_the_store_keeps_fails_the_file_before_upload(
+    pool: Pool, folder: str
+) -> None:
+    deep = "/docs/" + folder * (2100 // len(folder.encode())) + "leave.md"
 
     outcome = add(pool, deep, LEAVE)
 

@@ -293,7 +293,7 @@ def test_a_400_that_names_a_routed_file_is_repaired_like_a_404(
     routed = claude.post("/v1/route", json={"question": LEAVE_QUESTION}).json()["documents"]
     lost = routed[0]
     fake_anthropic.delete_out_of_band(lost["file_id"])
-    message = f"messages.0.content.0.document.source.file_id: invalid file {lost['file_id']}"
+    message = f"messages.0.content.0.document.source.file_id: File not found: {lost['file_id']}"
     fake_anthropic.fail_next(1, 400, message=message, path_prefix="/v1/messages")
 
     response = claude.post("/v1/ask", json={"question": LEAVE_QUESTION})
