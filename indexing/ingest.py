@@ -56,7 +56,14 @@ from indexing.models import Document, UploadIntent
 from indexing.passages import Passage, PassageParams, passage_text, split_passages
 from indexing.pool import Pool, describe_mismatch
 from indexing.semantic import passage_vectors
-from indexing.store import NewVersion, ParamsChanged, Retitled, SummaryOutdated, VectorsDue
+from indexing.store import (
+    NewVersion,
+    ParamsChanged,
+    Retitled,
+    SummaryOutdated,
+    TwinCommitted,
+    VectorsDue,
+)
 from indexing.summary import PassageVectors, passage_spans
 
 log = logging.getLogger(__name__)
@@ -238,6 +245,17 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
         _abandon_upload(pool, remote.id, intent_id)
         wanted = pool.config.index_params()
         raise IndexParamsMismatch(describe_mismatch(exc.stored, wanted)) from None
+    except TwinCommitted as exc:  # another process added the same bytes meanwhile
+        _abandon_upload(pool, remote.id, intent_id)
+        twin = exc.twin
+        return Outcome(
+            request.source,
+            "unchanged",
+            document_id=twin.id,
+            file_id=twin.file_id,
+            title=twin.title,
+            reason=f"same content as {twin.source}",
+        )
     pool.refresh()
     if committed.replaced_file_id:
         delete_remote(pool, committed.replaced_file_id)

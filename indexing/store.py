@@ -188,6 +188,15 @@ class ParamsChanged(Exception):
         self.stored = stored
 
 
+class TwinCommitted(Exception):
+    """Another process committed the same bytes under another source first: ``twin``, read
+    before the transaction that found it was rolled back."""
+
+    def __init__(self, twin: Document) -> None:
+        super().__init__(f"same content as {twin.source}")
+        self.twin = Document.model_validate(twin.model_dump())
+
+
 class SummaryOutdated(Exception):
     """A ``Retitled`` summary was made from a version the document has moved on from."""
 
@@ -478,6 +487,17 @@ class Store:
                 select(Document).where(Document.source == v.source).with_for_update()
             ).first()
             created = doc is None
+            if created:
+                # Checked again here, where writers take turns: two processes can each have
+                # found no twin for the same bytes under two names.
+                twin = session.exec(
+                    select(Document).where(
+                        col(Document.content_hash) == v.content_hash,
+                        col(Document.source) != v.source,
+                    )
+                ).first()
+                if twin is not None:
+                    raise TwinCommitted(twin)
             old_file_id = None if doc is None else doc.file_id
             now = utcnow()
             if doc is None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -26,7 +27,7 @@ from indexing.analyzer import AnalyzerParams
 from indexing.anthropic_files import AnthropicFilesBackend
 from indexing.bm25 import BM25Params
 from indexing.errors import Conflict, IndexParamsMismatch
-from indexing.files import FilesBackend, RemoteFile
+from indexing.files import FilesBackend, LocalFilesBackend, RemoteFile
 from indexing.filters import Filters, any_of
 from indexing.ingest import (
     RETITLE_ATTEMPTS,
@@ -741,6 +742,43 @@ class ReindexMidUpload:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+ADD_IN_ANOTHER_PROCESS = """
+import sys
+from pathlib import Path
+from indexing.files import LocalFilesBackend
+from indexing.ingest import IngestRequest, ingest
+from indexing.pool import Pool, PoolConfig
+data_dir, url, files, source, text = sys.argv[1:]
+config = PoolConfig(data_dir=Path(data_dir), database_url=url)
+pool = Pool.open(config, LocalFilesBackend(Path(files)))
+print(ingest(pool, IngestRequest(source=source, data=text.encode())).status)
+pool.close()
+"""
+
+
+def test_the_same_bytes_added_by_two_processes_at_once_make_one_document(
+    open_pool: OpenPool, database_url: str, tmp_path: Path
+) -> None:
+    """Each process finds no twin before it uploads; the commit that comes second finds
+    the first and gives up its upload, as a twin found at the start would have."""
+    files = LocalFilesBackend(tmp_path / "shared-files")
+    text = "The leave policy. " + LEAVE
+
+    def the_other_process_adds_it() -> None:
+        script = [sys.executable, "-c", ADD_IN_ANOTHER_PROCESS, str(tmp_path / "data")]
+        args = [database_url, str(files.root), "/b/leave.md", text]
+        other = subprocess.run(script + args, capture_output=True, text=True, check=True)
+        assert other.stdout.strip() == "added", other.stderr
+
+    pool = open_pool(backend=ReindexMidUpload(files, the_other_process_adds_it))
+    outcome = add(pool, "/a/leave.md", text)
+
+    assert (outcome.status, outcome.reason) == ("unchanged", "same content as /b/leave.md")
+    assert pool.store.count_documents() == 1
+    assert {f.id for f in files.list()} == {outcome.file_id}  # this process's upload is gone
+    assert pool.store.intents() == []
 
 
 def test_a_version_uploaded_while_a_re_index_began_is_not_committed(

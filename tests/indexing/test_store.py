@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -64,7 +65,7 @@ def version(
         filename=source.rsplit("/", 1)[-1],
         format="markdown",
         mime_type="text/plain",
-        content_hash=f"hash-of-{text}",
+        content_hash=hashlib.sha256(f"{source}\n{text}".encode()).hexdigest(),
         file_id=file_id,
         size_bytes=len(text),
         token_estimate=len(text) // 4,
