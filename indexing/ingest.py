@@ -205,14 +205,7 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
     if existing is not None and existing.content_hash == digest:
         return _metadata_only(pool, existing, request, dry_run=dry_run)
     if existing is None and twin is not None:
-        return Outcome(
-            request.source,
-            "unchanged",
-            document_id=twin.id,
-            file_id=twin.file_id,
-            title=twin.title,
-            reason=f"same content as {twin.source}",
-        )
+        return _twin_outcome(request.source, twin)
     extracted = extract(
         request.name, request.data, pool.config.limits, declared_type=request.content_type
     )
@@ -229,7 +222,8 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
             groups=request.groups or tuple(existing.groups),
         )
         if not request.attributes:
-            attributes = {**_given_apart_from_file(pool, existing), **extracted.metadata}
+            kept = _given_apart_from_file(pool, existing, replaced=extracted.metadata)
+            attributes = {**kept, **extracted.metadata}
     check_attributes(attributes)
     version = _new_version(pool, request, extracted, digest, attributes)
     status: Status = "added" if existing is None else "updated"
@@ -247,15 +241,7 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
         raise IndexParamsMismatch(describe_mismatch(exc.stored, wanted)) from None
     except TwinCommitted as exc:  # another process added the same bytes meanwhile
         _abandon_upload(pool, remote.id, intent_id)
-        twin = exc.twin
-        return Outcome(
-            request.source,
-            "unchanged",
-            document_id=twin.id,
-            file_id=twin.file_id,
-            title=twin.title,
-            reason=f"same content as {twin.source}",
-        )
+        return _twin_outcome(request.source, exc.twin)
     pool.refresh()
     if committed.replaced_file_id:
         delete_remote(pool, committed.replaced_file_id)
@@ -266,6 +252,18 @@ def _ingest(pool: Pool, request: IngestRequest, digest: str, *, dry_run: bool) -
         file_id=remote.id,
         title=committed.document.title,
         warnings=extracted.warnings,
+    )
+
+
+def _twin_outcome(source: str, twin: Document) -> Outcome:
+    """A file whose bytes ``twin`` already holds under another source: nothing to add."""
+    return Outcome(
+        source,
+        "unchanged",
+        document_id=twin.id,
+        file_id=twin.file_id,
+        title=twin.title,
+        reason=f"same content as {twin.source}",
     )
 
 
@@ -349,18 +347,22 @@ def _metadata_changes(doc: Document, request: IngestRequest) -> dict[str, Any]:
     return changes
 
 
-def _given_apart_from_file(pool: Pool, doc: Document) -> dict[str, Any]:
+def _given_apart_from_file(
+    pool: Pool, doc: Document, *, replaced: Mapping[str, Any]
+) -> dict[str, Any]:
     """The attributes of ``doc`` that its file did not give (set at upload, by a manifest or
-    by ``PUT``): what a new version keeps. Its file's metadata is read again from the stored
-    original, so that a key the new file no longer has goes with the old file."""
-    if not doc.attributes:
+    by ``PUT``) and the new file's metadata does not ``replace``: what a new version keeps.
+    The old file's metadata is read again from the stored original, so that a key the new
+    file no longer has goes with the old file; only when such a key is left to decide."""
+    left = {k: v for k, v in doc.attributes.items() if k not in replaced}
+    if not left:
         return {}
     try:
         original = pool.store.get_original(doc.id)
         found = extract(doc.filename, original, pool.config.limits).metadata
     except PoolError:  # unreadable now (limits changed?): keep everything rather than guess
         found = {}
-    return {k: v for k, v in doc.attributes.items() if k not in found or found[k] != v}
+    return {k: v for k, v in left.items() if k not in found or found[k] != v}
 
 
 def _new_version(

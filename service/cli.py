@@ -33,25 +33,24 @@ _T = TypeVar("_T")
 DESCRIBE_WORKERS = 4
 
 
-class _Group(click.Group):
-    """Shows pool errors as one clear line (exit 1) instead of a traceback."""
+def _clearly(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
+    """``invoke(ctx)``, showing pool errors as one clear line (exit 1), not a traceback."""
+    try:
+        return invoke(ctx)
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from exc
 
+
+class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PoolError as exc:
-            raise click.ClickException(str(exc)) from exc
+        return _clearly(super().invoke, ctx)
 
 
 class _Command(click.Command):
-    """A command that shows pool errors as ``_Group`` does when run on its own (the cron
-    script runs ``ingest`` without the group)."""
+    """A command as clear on its own as in the group (the cron script runs ``ingest``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PoolError as exc:
-            raise click.ClickException(str(exc)) from exc
+        return _clearly(super().invoke, ctx)
 
 
 @click.group(cls=_Group)

@@ -662,6 +662,20 @@ def test_a_new_version_keeps_its_attributes_under_its_own_front_matter(pool: Poo
     assert pool.store.get_document(first.document_id or "").attributes == {"owner": "finance"}
 
 
+def test_a_new_version_reads_the_old_original_only_when_a_key_is_left_to_decide(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = add(pool, "/docs/pay.md", "---\nyear: 1\n---\nPay bands. " + LEAVE)
+    read: list[str] = []
+    original = pool.store.get_original
+    monkeypatch.setattr(pool.store, "get_original", lambda i: read.append(i) or original(i))
+
+    add(pool, "/docs/pay.md", "---\nyear: 2\n---\nPay bands, revised. " + LEAVE)
+
+    assert read == []  # every old key came again with the new file: nothing to tell apart
+    assert pool.store.get_document(first.document_id or "").attributes == {"year": 2}
+
+
 def test_front_matter_values_no_store_keeps_are_cleaned_not_refused(pool: Pool) -> None:
     front = '---\nscore: .nan\nlimit: -.inf\nowner: "a\\0b"\n"k\\0ey": "\\ud800x"\n---\n'
     outcome = add(pool, "/docs/pay.md", front + LEAVE)
