@@ -773,14 +773,16 @@ class InvertedIndex:
         return True
 
     def _maybe_compact(self) -> None:
-        """Renumber slots once dead ones outnumber the living, and terms once those no living
-        document holds outnumber the rest (amortised O(1) per change, as each renumbering
-        costs about what was added since the last)."""
+        """Renumber slots once dead ones outnumber the living, and then terms too if those no
+        living document holds outnumber the rest (amortised O(1) per change, as each
+        renumbering costs about what was added since the last). Terms die only with
+        documents, so they are counted only when slots are renumbered, off the per-change
+        path."""
         if self._dead_slots() > max(_COMPACT_MIN_DEAD, self._docs.n_alive):
             self._compact_slots()
-        live_terms = int(np.count_nonzero(self._docs.df.view()))
-        if len(self._vocab) - live_terms > max(_COMPACT_MIN_DEAD_TERMS, live_terms):
-            self._compact_vocabulary()
+            live_terms = int(np.count_nonzero(self._docs.df.view()))
+            if len(self._vocab) - live_terms > max(_COMPACT_MIN_DEAD_TERMS, live_terms):
+                self._compact_vocabulary()
 
     def _compact_vocabulary(self) -> None:
         """Forget the terms no living document holds (a long-lived index whose documents come
